@@ -1,0 +1,1 @@
+"""Invertible image rescaling: IRN and DLV-IRN with the -A (alpha) and -M (metadata) modules."""

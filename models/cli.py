@@ -1,0 +1,156 @@
+"""The `rescale` command: train, eval, demo, downscale, upscale."""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from models import evaluate, train
+from models.bicubic import bicubic_round_trip, modcrop
+from models.container import ContainerError, Header, read_png, write_png
+from models.devices import pick_device
+from models.images import load_rgb
+from models.metrics import psnr_y, ssim_y
+from models.pipeline import downscale_image, upscale_image
+from models.registry import Registry, UnknownWeightsError
+from models.rescaler import VARIANTS
+
+
+def _setup(args: argparse.Namespace) -> tuple[Registry, torch.device]:
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    return Registry(args.weights), pick_device(args.device)
+
+
+def _train(args: argparse.Namespace) -> int:
+    train.run_training(train.resolve_config(args))
+    return 0
+
+
+def _downscale(args: argparse.Namespace) -> int:
+    registry, device = _setup(args)
+    entry = registry.find(args.variant, args.scale)
+    model = registry.model(entry.weights_id, device)
+    image = load_rgb(args.input)
+    header = Header(entry.config.variant, entry.config.scale, entry.weights_id, image.shape[:2])
+    data = write_png(downscale_image(model, image), header)
+    Path(args.output).write_bytes(data)
+    print(
+        f"{args.input} {image.shape[1]}x{image.shape[0]} -> {args.output} ({entry.config.variant} x{args.scale}, "
+        f"{len(data)} bytes, weights {entry.weights_id})"
+    )
+    return 0
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    registry, device = _setup(args)
+    downscaled, header = read_png(Path(args.input).read_bytes())
+    model = registry.model(registry.get(header.weights_id).weights_id, device)
+    hr = upscale_image(model, downscaled)
+    Image.fromarray(hr).save(args.output)
+    print(f"{args.input} -> {args.output} {hr.shape[1]}x{hr.shape[0]} ({header.variant} x{header.scale})")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    registry, device = _setup(args)
+    folders = [Path(f) for f in args.data]
+    entries = evaluate.select_entries(registry, args.variants, args.scales)
+    rows = evaluate.evaluate(
+        folders=folders, entries=entries, registry=registry, scales=args.scales, device=device, limit=args.limit
+    )
+    md, js = evaluate.write_report(rows, folders, Path(args.out))
+    print(md.read_text())
+    print(f"wrote {md} and {js}")
+    if args.figure:
+        image = Path(args.figure_image) if args.figure_image else sorted(folders[0].iterdir())[0]
+        path = evaluate.figure(
+            image_path=image, entries=entries, registry=registry, scales=args.scales, device=device, out=Path(args.out)
+        )
+        print(f"wrote {path}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    registry, device = _setup(args)
+    entry = registry.find(args.variant, args.scale)
+    model = registry.model(entry.weights_id, device)
+    hr = modcrop(load_rgb(args.image), args.scale)
+    out, size = evaluate.round_trip_file(model, entry, hr)
+    bicubic = bicubic_round_trip(hr, args.scale)
+    crop = args.scale
+    print(f"{args.image}: {hr.shape[1]}x{hr.shape[0]}, {entry.config.variant} x{args.scale} ({entry.weights_id})")
+    print(f"  bicubic          PSNR-Y {psnr_y(hr, bicubic, crop):6.2f} dB  SSIM-Y {ssim_y(hr, bicubic, crop):.4f}")
+    print(
+        f"  {entry.config.variant:<16} PSNR-Y {psnr_y(hr, out, crop):6.2f} dB  SSIM-Y {ssim_y(hr, out, crop):.4f}"
+        f"  (file: {size} bytes, {size / hr.shape[0] / hr.shape[1]:.3f} bytes/px)"
+    )
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(out).save(Path(args.out) / "upscaled.png")
+        Image.fromarray(bicubic).save(Path(args.out) / "bicubic.png")
+    return 0
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", nargs="*", default=[], help="model folders to use besides the shipped ones")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rescale", description="Invertible image rescaling (IRN, DLV-IRN, -A, -M)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train or resume one model")
+    train.add_train_arguments(p)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("downscale", help="HR image -> downscaled PNG that says what made it")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--scale", type=int, choices=(2, 4), default=4)
+    p.add_argument("--variant", choices=VARIANTS, default="irn-a")
+    _model_options(p)
+    p.set_defaults(func=_downscale)
+
+    p = sub.add_parser("upscale", help="downscaled PNG -> HR PNG at the original size")
+    p.add_argument("input")
+    p.add_argument("output")
+    _model_options(p)
+    p.set_defaults(func=_upscale)
+
+    p = sub.add_parser("demo", help="round trip one photo through a file; PSNR against bicubic")
+    p.add_argument("image")
+    p.add_argument("--scale", type=int, choices=(2, 4), default=2)
+    p.add_argument("--variant", choices=VARIANTS, default="irn-a")
+    p.add_argument("--out", default=None, help="folder for upscaled.png and bicubic.png")
+    _model_options(p)
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("eval", help="PSNR/SSIM table (paper's Table 3) through the saved files")
+    p.add_argument("--data", nargs="+", required=True, help="folders of HR images, one column each")
+    p.add_argument("--scales", type=int, nargs="+", default=[2, 4], choices=(2, 4))
+    p.add_argument("--variants", nargs="*", choices=VARIANTS, default=None, help="default: every loaded variant")
+    p.add_argument("--out", default="runs/eval", help="folder for results.md, results.json, figure.png")
+    p.add_argument("--limit", type=int, default=None, help="first N images of each folder")
+    p.add_argument("--figure", action="store_true", help="also write a Fig.-2-style crop comparison")
+    p.add_argument("--figure-image", default=None, help="image for --figure (default: first of the first folder)")
+    _model_options(p)
+    p.set_defaults(func=_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, ContainerError, UnknownWeightsError) as exc:
+        print(f"rescale {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""`rescale eval`: the paper's Table 3 on folders of HR images, through the product's files.
+
+Every learned row goes HR -> downscale -> PNG file bytes -> read -> upscale with z = 0
+(or the decoded -M code) -> PSNR/SSIM on BT.601 Y with `scale` border pixels cropped.
+Images are first cropped to a multiple of the scale, so the bicubic row (Pillow's
+antialiased bicubic down, 8-bit, bicubic up) sees exactly the same pixels.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.bicubic import bicubic_round_trip, modcrop
+from models.container import Header, read_png, write_png
+from models.images import list_images, load_rgb
+from models.metrics import psnr_y, ssim_y
+from models.pipeline import downscale_image, upscale_image
+from models.registry import Entry, Registry
+from models.rescaler import VARIANTS, Rescaler
+
+
+@dataclass
+class Score:
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    bytes_per_px: list[float] = field(default_factory=list)
+
+    def add(self, hr: np.ndarray, out: np.ndarray, crop: int, stored_bytes: int | None = None) -> None:
+        self.psnr.append(psnr_y(hr, out, crop))
+        self.ssim.append(ssim_y(hr, out, crop))
+        if stored_bytes is not None:
+            self.bytes_per_px.append(stored_bytes / (hr.shape[0] * hr.shape[1]))
+
+    def summary(self) -> dict:
+        return {
+            "psnr": float(np.mean(self.psnr)),
+            "ssim": float(np.mean(self.ssim)),
+            "bytes_per_px": float(np.mean(self.bytes_per_px)) if self.bytes_per_px else None,
+            "images": len(self.psnr),
+        }
+
+
+def round_trip_file(model: Rescaler, entry: Entry, image: np.ndarray) -> tuple[np.ndarray, int]:
+    """The product's path for one image: returns the upscaled HR and the stored file size."""
+    header = Header(entry.config.variant, entry.config.scale, entry.weights_id, image.shape[:2])
+    data = write_png(downscale_image(model, image), header)
+    downscaled, _ = read_png(data)
+    return upscale_image(model, downscaled), len(data)
+
+
+def evaluate(
+    *,
+    folders: list[Path],
+    entries: list[Entry],
+    registry: Registry,
+    scales: list[int],
+    device: torch.device,
+    limit: int | None = None,
+    log=print,
+) -> list[dict]:
+    rows: list[dict] = []
+    for scale in scales:
+        methods: list[tuple[str, Entry | None]] = [("Bicubic", None)] + [
+            (e.config.variant.upper(), e) for e in entries if e.config.scale == scale
+        ]
+        for name, entry in methods:
+            model = None if entry is None else registry.model(entry.weights_id, device)
+            row = {
+                "method": name,
+                "scale": scale,
+                "weights_id": None if entry is None else entry.weights_id,
+                "sets": {},
+            }
+            for folder in folders:
+                score = Score()
+                for path in list_images(folder)[:limit]:
+                    hr = modcrop(load_rgb(path), scale)
+                    if model is None:
+                        score.add(hr, bicubic_round_trip(hr, scale), scale)
+                    else:
+                        out, size = round_trip_file(model, entry, hr)
+                        score.add(hr, out, scale, size)
+                row["sets"][folder.name] = score.summary()
+                s = row["sets"][folder.name]
+                log(f"x{scale} {name:<10} {folder.name:<12} {s['psnr']:.2f} dB / {s['ssim']:.4f}")
+            rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict], folders: list[Path]) -> str:
+    names = [f.name for f in folders]
+    head = "| Method | Scale | " + " | ".join(f"{n} PSNR/SSIM | {n} bytes/px" for n in names) + " |"
+    sep = "|---|---|" + "---|---|" * len(names)
+    lines = [head, sep]
+    for row in rows:
+        cells = []
+        for n in names:
+            s = row["sets"][n]
+            bpp = "—" if s["bytes_per_px"] is None else f"{s['bytes_per_px']:.3f}"
+            cells += [f"{s['psnr']:.2f} / {s['ssim']:.4f}", bpp]
+        lines.append(f"| {row['method']} | {row['scale']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(rows: list[dict], folders: list[Path], out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    md, js = out / "results.md", out / "results.json"
+    md.write_text(
+        "# Rescaling results\n\nPSNR (dB) / SSIM on BT.601 Y, `scale` border pixels cropped, through the saved "
+        "files with z = 0; bytes/px = stored file bytes per HR pixel.\n\n" + markdown_table(rows, folders) + "\n"
+    )
+    js.write_text(json.dumps(rows, indent=2) + "\n")
+    return md, js
+
+
+def figure(
+    *,
+    image_path: Path,
+    entries: list[Entry],
+    registry: Registry,
+    scales: list[int],
+    device: torch.device,
+    out: Path,
+    crop: int = 96,
+) -> Path:
+    """A Fig.-2-style panel: the same HR crop, bicubic and each variant, labelled with PSNR-Y."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels_by_scale = []
+    for scale in scales:
+        hr = modcrop(load_rgb(image_path), scale)
+        outs = [("HR", hr), ("Bicubic", bicubic_round_trip(hr, scale))]
+        for e in (e for e in entries if e.config.scale == scale):
+            outs.append((e.config.variant.upper(), round_trip_file(registry.model(e.weights_id, device), e, hr)[0]))
+        panels_by_scale.append((scale, hr, outs))
+    cols = max(len(p[2]) for p in panels_by_scale)
+    fig, axes = plt.subplots(len(scales), cols, figsize=(2.4 * cols, 2.7 * len(scales)), squeeze=False, dpi=120)
+    for r, (scale, hr, outs) in enumerate(panels_by_scale):
+        h, w = hr.shape[:2]
+        top, left = (h - crop) // 2, (w - crop) // 2
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c >= len(outs):
+                continue
+            name, img = outs[c]
+            label = name if name == "HR" else f"{name} x{scale}\n{psnr_y(hr, img, scale):.2f} dB"
+            ax.imshow(img[top : top + crop, left : left + crop], interpolation="nearest")
+            ax.set_title(label, fontsize=8)
+    fig.suptitle(f"{image_path.name}: centre {crop}x{crop} crop, PSNR-Y of the whole image", fontsize=9)
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "figure.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def select_entries(registry: Registry, variants: list[str] | None, scales: list[int]) -> list[Entry]:
+    wanted = variants or list(VARIANTS)
+    entries = [e for e in registry.entries.values() if e.config.variant in wanted and e.config.scale in scales]
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    return sorted(entries, key=lambda e: (e.config.scale, order[e.config.variant]))

@@ -1,0 +1,89 @@
+"""IRN's training objective (per-image sums averaged over the batch) plus eq. (2)'s codec MSE."""
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.nn import functional as F
+
+from models.quantize import quantize_unit
+from models.rescaler import Rescaler, TrainingOutputs
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    reconstruction: float = 1.0  # lambda_1: Charbonnier (smooth L1) on the HR
+    guidance: float | None = None  # lambda_2: L2 on the LR vs bicubic; None = scale^2
+    distribution: float = 1.0  # lambda_3: sum(z^2)
+    codec: float = 1.0  # lambda_4: MSE between z and the decoded z (-M)
+
+    def resolved(self, scale: int) -> "LossWeights":
+        return LossWeights(
+            reconstruction=self.reconstruction,
+            guidance=float(scale**2) if self.guidance is None else self.guidance,
+            distribution=self.distribution,
+            codec=self.codec,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bicubic_downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """Antialiased bicubic, the LR-guidance target."""
+    return F.interpolate(hr, scale_factor=1 / scale, mode="bicubic", antialias=True, align_corners=False)
+
+
+def _batch_sum(x: torch.Tensor) -> torch.Tensor:
+    return x.sum() / x.shape[0]
+
+
+def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    return _batch_sum(torch.sqrt((pred - target) ** 2 + eps))
+
+
+def rescaling_loss(model: Rescaler, hr: torch.Tensor, weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
+    w = weights.resolved(model.config.scale)
+    out: TrainingOutputs = model.training_forward(hr)
+    terms = {
+        "rec": w.reconstruction * charbonnier(out.hr_rec, hr),
+        "guide": w.guidance * _batch_sum((out.lr_rgb - bicubic_downscale(hr, model.config.scale)) ** 2),
+        "dist": w.distribution * _batch_sum(out.z**2),
+    }
+    if out.z_hat is not None:
+        terms["codec"] = w.codec * _batch_sum((out.z_hat - out.z) ** 2)
+    total = sum(terms.values())
+    return total, {k: v.item() for k, v in terms.items()}
+
+
+def codec_pretraining_loss(model: Rescaler, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """-M stage 1: the codec alone learns to reproduce z of the (frozen) network, MSE."""
+    if model.codec is None:
+        raise ValueError(f"{model.config.variant} has no latent codec to pre-train")
+    with torch.no_grad():
+        _, z = model.net.downscale(hr)
+    z_hat = model.codec.decode(quantize_unit(model.codec.encode(z)))
+    loss = F.mse_loss(z_hat, z)
+    return loss, {"codec_mse": loss.item()}
+
+
+class RescalingObjective(torch.nn.Module):
+    """Joint training, eq. (2): forward(hr) -> (loss, terms)."""
+
+    def __init__(self, model: Rescaler, weights: LossWeights) -> None:
+        super().__init__()
+        self.model = model
+        self.weights = weights
+
+    def forward(self, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return rescaling_loss(self.model, hr, self.weights)
+
+
+class CodecPretrainingObjective(torch.nn.Module):
+    """-M stage 1: forward(hr) -> (codec MSE, terms); only the codec's parameters are trained."""
+
+    def __init__(self, model: Rescaler) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return codec_pretraining_loss(self.model, hr)

@@ -1,0 +1,66 @@
+"""Model folders by weights id: the shipped set under models/weights plus any folder given.
+
+A weights id is the first 16 hex digits of the sha256 of `model.safetensors`; files
+written by `rescale downscale` name it, so upscaling finds the exact weights.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, sha256_file
+from models.rescaler import ModelConfig, Rescaler
+
+SHIPPED = Path(__file__).parent / "weights"
+MANIFEST = SHIPPED / "manifest.json"
+ID_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class Entry:
+    weights_id: str
+    folder: Path
+    config: ModelConfig
+
+
+class UnknownWeightsError(LookupError):
+    pass
+
+
+def weights_id(folder: str | Path) -> str:
+    return sha256_file(Path(folder) / WEIGHTS_FILE)[:ID_LENGTH]
+
+
+class Registry:
+    def __init__(self, folders: list[str | Path] | None = None, *, include_shipped: bool = True) -> None:
+        self.entries: dict[str, Entry] = {}
+        candidates = [Path(f) for f in folders or []]
+        if include_shipped and SHIPPED.is_dir():
+            candidates += sorted(p.parent for p in SHIPPED.glob(f"*/{WEIGHTS_FILE}"))
+        for folder in candidates:
+            if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
+                raise FileNotFoundError(f"{folder} must hold {WEIGHTS_FILE} and {CONFIG_FILE}")
+            config = ModelConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text())["model"])
+            wid = weights_id(folder)
+            self.entries.setdefault(wid, Entry(wid, folder, config))
+        self._loaded: dict[str, Rescaler] = {}
+
+    def find(self, variant: str, scale: int) -> Entry:
+        """The first folder given (or shipped) for this variant and scale."""
+        for entry in self.entries.values():
+            if entry.config.variant == variant and entry.config.scale == scale:
+                return entry
+        raise UnknownWeightsError(f"no weights for {variant} x{scale}; train them or pass --weights FOLDER")
+
+    def get(self, wid: str) -> Entry:
+        if wid not in self.entries:
+            known = ", ".join(f"{e.config.variant} x{e.config.scale} ({k})" for k, e in self.entries.items()) or "none"
+            raise UnknownWeightsError(f"this file was made by weights {wid}, which are not loaded (known: {known})")
+        return self.entries[wid]
+
+    def model(self, wid: str, device: torch.device | str = "cpu") -> Rescaler:
+        if wid not in self._loaded:
+            self._loaded[wid] = load_model(self.get(wid).folder, device=device)
+        return self._loaded[wid]

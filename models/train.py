@@ -1,0 +1,228 @@
+"""`rescale train`: a TOML config file, overridden by flags, drives one resumable run.
+
+Running the same command again resumes from `<out>/checkpoint/`. For -M variants the
+codec is first pre-trained alone (MSE on z of the network, `<out>/codec-pretrain/`),
+then everything is trained jointly with eq. (2).
+"""
+
+import argparse
+import dataclasses
+import os
+import platform
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from models.checkpoint import WEIGHTS_FILE, load_matching, save_model
+from models.devices import pick_device
+from models.losses import CodecPretrainingObjective, LossWeights, RescalingObjective
+from models.patches import PatchSampler
+from models.plots import plot_loss_curves
+from models.rescaler import ModelConfig, Rescaler
+from models.trainer import Trainer, TrainerConfig
+
+
+@dataclass
+class TrainConfig:
+    variant: str = "irn"
+    scale: int = 4
+    train_dirs: list[str] = field(default_factory=lambda: ["../shared/data/train"])
+    out: str = ""
+    seed: int = 0
+    # data
+    patch: int = 64
+    batch_size: int = 8
+    min_texture: float = 0.04
+    # optimisation
+    steps: int = 2000
+    lr: float = 2e-4
+    lr_schedule: str = "cosine"
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.5
+    warmup_steps: int = 0
+    weight_decay: float = 1e-5
+    grad_clip: float = 10.0
+    checkpoint_every_s: float = 180.0
+    # loss weights (eq. 2); guidance None = scale^2
+    w_reconstruction: float = 1.0
+    w_guidance: float | None = None
+    w_distribution: float = 1.0
+    w_codec: float = 1.0
+    # -M stage 1
+    codec_pretrain_steps: int = 500
+    codec_pretrain_lr: float = 1e-3
+    # architecture
+    blocks_per_level: int = 8
+    growth: int = 32
+    dlv_channels: int = 3
+    dlv_sigma: float = 1.0
+    codec_layers: int = 4
+    codec_hidden: int = 64
+    # warm start from a model folder (tensors with matching names and shapes)
+    init_from: str | None = None
+    device: str = "auto"
+    threads: int | None = None
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            variant=self.variant,
+            scale=self.scale,
+            blocks_per_level=self.blocks_per_level,
+            growth=self.growth,
+            dlv_channels=self.dlv_channels,
+            dlv_sigma=self.dlv_sigma,
+            codec_layers=self.codec_layers,
+            codec_hidden=self.codec_hidden,
+        )
+
+    def trainer_config(self, *, steps: int, lr: float) -> TrainerConfig:
+        return TrainerConfig(
+            steps=steps,
+            batch_size=self.batch_size,
+            lr=lr,
+            lr_schedule=self.lr_schedule,
+            lr_milestones=tuple(self.lr_milestones),
+            lr_gamma=self.lr_gamma,
+            warmup_steps=self.warmup_steps,
+            weight_decay=self.weight_decay,
+            grad_clip=self.grad_clip,
+            checkpoint_every_s=self.checkpoint_every_s,
+        )
+
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(
+            reconstruction=self.w_reconstruction,
+            guidance=self.w_guidance,
+            distribution=self.w_distribution,
+            codec=self.w_codec,
+        )
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.variant}-x{self.scale}")
+
+
+def _field_type(f: dataclasses.Field) -> tuple[type, str | None]:
+    """(element type, nargs) for a TrainConfig field: int, float, str, list[...] or X | None."""
+    hint = f.type
+    if typing.get_origin(hint) is list:
+        return typing.get_args(hint)[0], "+"
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint, None
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file with any of the keys below (flags win)")
+    for f in dataclasses.fields(TrainConfig):
+        kind, nargs = _field_type(f)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flag = f"--{f.name.replace('_', '-')}"
+        parser.add_argument(flag, dest=f.name, type=kind, nargs=nargs, default=None, help=f"(default: {default})")
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    values: dict = {}
+    if args.config is not None:
+        values.update(tomllib.loads(args.config.read_text()))
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown keys in {args.config}: {', '.join(unknown)}")
+    values.update({k: v for k, v in vars(args).items() if k in known and v is not None})
+    config = TrainConfig(**values)
+    config.model_config()  # fail early on a bad variant or size
+    return config
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {torch.get_num_threads()} threads"
+
+
+def _init_distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def run_training(config: TrainConfig) -> Path:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    rank, world = _init_distributed()
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed + rank)
+    out = config.out_dir
+    model = Rescaler(config.model_config())
+    if config.init_from:
+        taken = load_matching(model, load_file(str(Path(config.init_from) / WEIGHTS_FILE)))
+        if rank == 0:
+            print(f"warm start: {len(taken)} tensors from {config.init_from}")
+    sampler = PatchSampler(
+        folders=config.train_dirs, patch=config.patch, min_texture=config.min_texture, seed=config.seed + rank
+    )
+    joint_folder = out / "checkpoint"
+    pretrain_s = 0.0
+    if model.codec is not None and config.codec_pretrain_steps > 0 and not (joint_folder / "checkpoint.json").exists():
+        pretrain = Trainer(
+            objective=CodecPretrainingObjective(model),
+            parameters=list(model.codec.parameters()),
+            batches=sampler,
+            config=config.trainer_config(steps=config.codec_pretrain_steps, lr=config.codec_pretrain_lr),
+            folder=out / "codec-pretrain",
+            device=device,
+            description=f"{config.variant} x{config.scale} codec pre-training",
+        )
+        pretrain.run()
+        pretrain_s = pretrain.elapsed_s
+    trainer = Trainer(
+        objective=RescalingObjective(model, config.loss_weights()),
+        parameters=list(model.parameters()),
+        batches=sampler,
+        config=config.trainer_config(steps=config.steps, lr=config.lr),
+        folder=joint_folder,
+        device=device,
+        description=f"{config.variant} x{config.scale}",
+    )
+    history = trainer.run()
+    if rank == 0:
+        training = {
+            "train_dirs": config.train_dirs,
+            "steps": trainer.step,
+            "codec_pretrain_steps": config.codec_pretrain_steps if model.codec is not None else 0,
+            "batch_size": config.batch_size,
+            "patch": config.patch,
+            "world_size": world,
+            "wall_time_s": round(trainer.elapsed_s + pretrain_s, 1),
+            "hardware": _hardware(device),
+            "torch": torch.__version__,
+            "seed": config.seed,
+            "skipped_steps": trainer.skipped_steps,
+            "config": dataclasses.asdict(config),
+        }
+        save_model(model.cpu(), out, extra={"training": training})
+        if history:
+            plot_loss_curves(history, out / "loss.png", f"{config.variant} x{config.scale}")
+        print(f"saved {out / WEIGHTS_FILE} after {trainer.step} steps ({training['wall_time_s']:.0f} s)")
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return out

@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models.checkpoint import save_model
+from models.rescaler import ModelConfig, Rescaler
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+torch.set_num_threads(1)
+
+
+def tiny_config(variant: str = "irn", scale: int = 2, **overrides) -> ModelConfig:
+    return ModelConfig(variant=variant, scale=scale, blocks_per_level=2, growth=4, codec_hidden=8, **overrides)
+
+
+def perturbed(model: torch.nn.Module, std: float = 0.02, seed: int = 0) -> torch.nn.Module:
+    """Blocks start as the identity; noise makes every subnet matter."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * std)
+    return model
+
+
+@pytest.fixture
+def photo() -> np.ndarray:
+    """A 90x70 textured crop of a real eval photo (sizes off the scale multiples on purpose)."""
+    path = SHARED_DATA / "eval" / "sheep.png"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    with Image.open(path) as im:
+        return np.array(im.convert("RGB"))[480:570, 840:910]
+
+
+@pytest.fixture
+def model_folder(tmp_path):
+    """Save a small perturbed model of a given variant/scale and return its folder."""
+
+    def make(variant: str = "irn-a", scale: int = 2) -> Path:
+        model = perturbed(Rescaler(tiny_config(variant, scale)), std=0.005)
+        if model.codec is not None:  # an untrained decoder would add noise; start it at z_hat = 0
+            torch.nn.init.zeros_(model.codec.decoder[-1].weight)
+            torch.nn.init.zeros_(model.codec.decoder[-1].bias)
+        folder = tmp_path / f"{variant}-x{scale}"
+        save_model(model, folder)
+        return folder
+
+    return make

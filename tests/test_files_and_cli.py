@@ -1,0 +1,140 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.bicubic import bicubic_round_trip, modcrop
+from models.checkpoint import load_model
+from models.cli import main
+from models.container import ContainerError, Header, read_png, write_png
+from models.images import list_images, load_rgb
+from models.metrics import psnr_y, ssim_y
+from models.pipeline import downscale_image, upscale_image
+from models.registry import Registry, weights_id
+from tests.conftest import SHARED_DATA
+
+
+@pytest.mark.parametrize(("variant", "scale"), [("irn", 2), ("irn-a", 4), ("irn-m", 2), ("dlv-irn-m", 4)])
+@pytest.mark.parametrize("size", [(90, 70), (33, 17), (8, 5)])
+def test_odd_sizes_come_back_exactly(model_folder, photo, variant, scale, size):
+    model = load_model(model_folder(variant, scale))
+    image = photo[: size[0], : size[1]]
+    downscaled = downscale_image(model, image)
+    m = model.config.size_multiple
+    assert downscaled.lr_size == (-(-size[0] // m) * m // scale, -(-size[1] // m) * m // scale)
+    out = upscale_image(model, downscaled)
+    assert out.shape == image.shape
+    assert psnr_y(image, out, 0) > 20  # a near-identity network stays close to the input
+
+
+def test_container_round_trip_is_byte_exact(model_folder, photo):
+    folder = model_folder("irn-m", 2)
+    model = load_model(folder)
+    downscaled = downscale_image(model, photo)
+    header = Header("irn-m", 2, weights_id(folder), photo.shape[:2])
+    data = write_png(downscaled, header)
+    again, header_again = read_png(data)
+    assert header_again == Header("irn-m", 2, header.weights_id, (90, 70))
+    assert np.array_equal(again.rgb, downscaled.rgb) and np.array_equal(again.code, downscaled.code)
+    assert write_png(again, header_again) == data
+
+
+def test_alpha_file_is_rgba_with_alpha_inside_1_254(model_folder, photo, tmp_path):
+    model = load_model(model_folder("irn-a", 2))
+    data = write_png(downscale_image(model, photo), Header("irn-a", 2, "0" * 16, photo.shape[:2]))
+    (tmp_path / "a.png").write_bytes(data)
+    with Image.open(tmp_path / "a.png") as im:
+        assert im.mode == "RGBA"
+        alpha = np.array(im)[..., 3]
+    assert 1 <= alpha.min() and alpha.max() <= 254
+
+
+def test_container_errors(model_folder, photo, tmp_path):
+    plain = tmp_path / "plain.png"
+    Image.fromarray(photo).save(plain)
+    with pytest.raises(ContainerError, match="no 'rescale' chunk: this image was not made by `rescale downscale`"):
+        read_png(plain.read_bytes())
+    with pytest.raises(ContainerError, match="not a readable PNG"):
+        read_png(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    model = load_model(model_folder("irn", 2))
+    data = write_png(downscale_image(model, photo), Header("irn", 2, "0" * 16, photo.shape[:2]))
+    with pytest.raises(ContainerError, match="not a readable PNG"):
+        read_png(data[: len(data) // 2])
+
+
+def test_metrics_reproduce_known_values():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    assert psnr_y(a, a, 2) == float("inf")
+    assert ssim_y(a, a, 2) == pytest.approx(1.0)
+    b = a.copy()
+    b[..., :] = np.clip(a.astype(int) + 1, 0, 255)  # +1 on every channel: Y moves by (65.481+128.553+24.966)/255
+    expected = 10 * np.log10(255**2 / ((219 / 255) ** 2))
+    assert psnr_y(a[a.max(-1) < 255].reshape(-1, 1, 3), b[a.max(-1) < 255].reshape(-1, 1, 3), 0) == pytest.approx(
+        expected, abs=1e-6
+    )
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "eval").is_dir(), reason="eval photos not present")
+@pytest.mark.parametrize(("scale", "psnr", "ssim"), [(2, 35.73, 0.9390), (4, 30.09, 0.8097)])
+def test_bicubic_row_reproduces_the_published_reference(scale, psnr, ssim):
+    """shared/data/README.md measured these on eval/; the metric code must agree to the digit."""
+    scores = [
+        (psnr_y(hr, out, scale), ssim_y(hr, out, scale))
+        for hr in (modcrop(load_rgb(p), scale) for p in list_images(SHARED_DATA / "eval"))
+        for out in [bicubic_round_trip(hr, scale)]
+    ]
+    assert np.mean([s[0] for s in scores]) == pytest.approx(psnr, abs=0.005)
+    assert np.mean([s[1] for s in scores]) == pytest.approx(ssim, abs=0.00005)
+
+
+def test_cli_downscale_upscale_round_trip(model_folder, photo, tmp_path, capsys):
+    folder = model_folder("irn-a", 2)
+    src, small, big = tmp_path / "in.png", tmp_path / "small.png", tmp_path / "big.png"
+    Image.fromarray(photo).save(src)
+    assert (
+        main(["downscale", str(src), str(small), "--scale", "2", "--variant", "irn-a", "--weights", str(folder)]) == 0
+    )
+    assert main(["upscale", str(small), str(big), "--weights", str(folder)]) == 0
+    with Image.open(small) as s, Image.open(big) as b:
+        assert s.size == (35, 45) and s.mode == "RGBA"
+        assert b.size == (70, 90) and b.mode == "RGB"
+
+
+def test_cli_refuses_files_from_unknown_weights(model_folder, photo, tmp_path, capsys):
+    folder = model_folder("irn-a", 2)
+    src, small = tmp_path / "in.png", tmp_path / "small.png"
+    Image.fromarray(photo).save(src)
+    main(["downscale", str(src), str(small), "--scale", "2", "--variant", "irn-a", "--weights", str(folder)])
+    other = model_folder("irn", 4)
+    capsys.readouterr()
+    assert main(["upscale", str(small), str(tmp_path / "x.png"), "--weights", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert f"this file was made by weights {weights_id(folder)}, which are not loaded" in err
+
+
+def test_cli_eval_writes_table_and_figure(model_folder, photo, tmp_path, capsys):
+    data = tmp_path / "set"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "a.png")
+    Image.fromarray(photo[:64, :48]).save(data / "b.png")
+    folder = model_folder("irn-a", 2)
+    out = tmp_path / "report"
+    argv = ["eval", "--data", str(data), "--scales", "2", "--weights", str(folder), "--out", str(out), "--figure"]
+    assert main(argv) == 0
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in rows if r["scale"] == 2][:1] == ["Bicubic"]
+    learned = next(r for r in rows if r["method"] == "IRN-A")
+    assert learned["sets"]["set"]["images"] == 2 and learned["sets"]["set"]["bytes_per_px"] > 0
+    assert "| Bicubic | 2 |" in (out / "results.md").read_text()
+    assert (out / "figure.png").stat().st_size > 1000
+
+
+def test_registry_finds_by_variant_and_scale(model_folder):
+    folder = model_folder("dlv-irn", 4)
+    registry = Registry([folder], include_shipped=False)
+    entry = registry.find("dlv-irn", 4)
+    assert entry.weights_id == weights_id(folder) and len(entry.weights_id) == 16
+    with pytest.raises(LookupError, match="no weights for irn x2"):
+        registry.find("irn", 2)

@@ -1,0 +1,168 @@
+import json
+
+import pytest
+import torch
+
+from models.checkpoint import load_model, save_model
+from models.cli import main
+from models.losses import LossWeights, RescalingObjective, bicubic_downscale, rescaling_loss
+from models.patches import PatchSampler
+from models.rescaler import Rescaler
+from models.trainer import Trainer, TrainerConfig, learning_rate
+from tests.conftest import perturbed, tiny_config
+
+
+class FixedBatches:
+    """Always the same batch: a loss that falls on it shows the optimiser works."""
+
+    def __init__(self, batch: torch.Tensor) -> None:
+        self._batch = batch
+
+    def batch(self, size: int) -> torch.Tensor:
+        return self._batch[:size]
+
+    def state(self) -> torch.Tensor:
+        return torch.zeros(1, dtype=torch.uint8)
+
+    def load_state(self, state: torch.Tensor) -> None:
+        pass
+
+
+def smooth_batch(seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(4, 3, 4, 4, generator=g)
+    return torch.nn.functional.interpolate(coarse, size=16, mode="bilinear", align_corners=False)
+
+
+@pytest.mark.parametrize("variant", ["irn", "irn-a", "irn-m", "dlv-irn-a"])
+def test_twenty_steps_lower_the_loss(tmp_path, variant):
+    torch.manual_seed(0)
+    model = Rescaler(tiny_config(variant, 2))
+    weights = LossWeights()
+    batch = smooth_batch()
+    before, _ = rescaling_loss(model, batch, weights)
+    trainer = Trainer(
+        objective=RescalingObjective(model, weights),
+        parameters=list(model.parameters()),
+        batches=FixedBatches(batch),
+        config=TrainerConfig(steps=20, batch_size=4, lr=1e-3, lr_schedule="constant", log_every=5),
+        folder=tmp_path,
+        device=torch.device("cpu"),
+    )
+    history = trainer.run()
+    model.eval()
+    after, _ = rescaling_loss(model, batch, weights)
+    assert after.item() < 0.7 * before.item()
+    assert [h["step"] for h in history] == [5, 10, 15, 20]
+
+
+def test_loss_terms_follow_irn_weights():
+    model = Rescaler(tiny_config("irn-m", 4))
+    hr = smooth_batch()
+    _, terms = rescaling_loss(model, hr, LossWeights())
+    assert set(terms) == {"rec", "guide", "dist", "codec"}
+    lr = torch.nn.functional.avg_pool2d(hr, 4)  # the identity network's LR is the box filter
+    expected = 16 * ((lr - bicubic_downscale(hr, 4)) ** 2).sum() / hr.shape[0]  # weight scale^2, per-image sum
+    assert terms["guide"] == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_non_finite_gradients_are_skipped_then_abort(tmp_path):
+    model = Rescaler(tiny_config("irn", 2))
+    bad = torch.full((4, 3, 16, 16), float("nan"))
+    trainer = Trainer(
+        objective=RescalingObjective(model, LossWeights()),
+        parameters=list(model.parameters()),
+        batches=FixedBatches(bad),
+        config=TrainerConfig(steps=5, batch_size=4, max_bad_steps=3),
+        folder=tmp_path,
+        device=torch.device("cpu"),
+    )
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(RuntimeError, match="4 steps in a row had a non-finite loss or gradient at step 0"):
+        trainer.run()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_learning_rate_schedules():
+    cosine = TrainerConfig(steps=100, lr=1.0, min_lr_ratio=0.0, warmup_steps=10)
+    assert learning_rate(0, cosine) == pytest.approx(0.1)
+    assert learning_rate(10, cosine) == pytest.approx(1.0)
+    assert learning_rate(100, cosine) == pytest.approx(0.0)
+    step = TrainerConfig(steps=100, lr=1.0, lr_schedule="step", lr_milestones=(10, 20), lr_gamma=0.5)
+    assert [learning_rate(s, step) for s in (9, 10, 20)] == [1.0, 0.5, 0.25]
+
+
+def test_checkpoint_reloads_to_identical_outputs(tmp_path):
+    model = perturbed(Rescaler(tiny_config("dlv-irn-m", 4))).eval()
+    save_model(model, tmp_path)
+    again = load_model(tmp_path)
+    hr = torch.rand(1, 3, 32, 32)
+    a, b = model.encode(hr), again.encode(hr)
+    assert torch.equal(a.rgb, b.rgb) and torch.equal(a.code, b.code)
+    assert torch.equal(model.decode(a), again.decode(b))
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["variant"] == "dlv-irn-m"
+
+
+def test_fp16_weights_load_as_fp32(tmp_path):
+    model = perturbed(Rescaler(tiny_config("irn", 2)))
+    save_model(model, tmp_path, dtype=torch.float16)
+    again = load_model(tmp_path)
+    assert all(p.dtype == torch.float32 for p in again.parameters())
+
+
+def test_patch_sampler_skips_flat_patches(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    textured = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(flat).save(tmp_path / "flat.png")
+    Image.fromarray(textured).save(tmp_path / "textured.png")
+    sampler = PatchSampler(folders=[tmp_path], patch=16, min_texture=0.05, seed=0)
+    batch = sampler.batch(16)
+    assert batch.shape == (16, 3, 16, 16)
+    assert all(patch.std() > 0.05 for patch in batch)
+    assert sampler.skipped > 0
+
+
+def test_train_command_resumes_and_exports(tmp_path, photo, capsys):
+    from PIL import Image
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "a.png")
+    out_dir = tmp_path / "run"
+
+    def args(steps: int) -> list[str]:
+        return [
+            "train",
+            "--variant",
+            "irn-m",
+            "--scale",
+            "2",
+            "--blocks-per-level",
+            "1",
+            "--growth",
+            "4",
+            "--codec-hidden",
+            "8",
+            "--patch",
+            "32",
+            "--batch-size",
+            "2",
+            "--steps",
+            str(steps),
+            "--codec-pretrain-steps",
+            "2",
+            "--out",
+            str(out_dir),
+            "--train-dirs",
+            str(data),
+        ]
+
+    assert main(args(3)) == 0
+    assert (out_dir / "loss.png").is_file() and (out_dir / "model.safetensors").is_file()
+    assert main(args(5)) == 0
+    assert "resumed at step 3" in capsys.readouterr().out
+    training = json.loads((out_dir / "config.json").read_text())["training"]
+    assert training["steps"] == 5 and training["codec_pretrain_steps"] == 2
