@@ -194,17 +194,9 @@ def run_training(config: TrainConfig) -> Path:
         )
         pretrain.run()
         pretrain_s = pretrain.elapsed_s
-    trainer = Trainer(
-        objective=RescalingObjective(model, config.loss_weights()),
-        parameters=list(model.parameters()),
-        batches=sampler,
-        config=config.trainer_config(steps=config.steps, lr=config.lr),
-        folder=joint_folder,
-        device=device,
-        description=f"{config.variant} x{config.scale}",
-    )
-    history = trainer.run()
-    if rank == 0:
+
+    def export(trainer: Trainer) -> None:
+        """Keep <out> a loadable model folder at every checkpoint, not only at the end."""
         training = {
             "train_dirs": config.train_dirs,
             "steps": trainer.step,
@@ -219,10 +211,23 @@ def run_training(config: TrainConfig) -> Path:
             "skipped_steps": trainer.skipped_steps,
             "config": dataclasses.asdict(config),
         }
-        save_model(model.cpu(), out, extra={"training": training})
-        if history:
-            plot_loss_curves(history, out / "loss.png", f"{config.variant} x{config.scale}")
-        print(f"saved {out / WEIGHTS_FILE} after {trainer.step} steps ({training['wall_time_s']:.0f} s)")
+        save_model(model, out, extra={"training": training})
+        if trainer.history:
+            plot_loss_curves(trainer.history, out / "loss.png", f"{config.variant} x{config.scale}")
+
+    trainer = Trainer(
+        objective=RescalingObjective(model, config.loss_weights()),
+        parameters=list(model.parameters()),
+        batches=sampler,
+        config=config.trainer_config(steps=config.steps, lr=config.lr),
+        folder=joint_folder,
+        device=device,
+        description=f"{config.variant} x{config.scale}",
+        on_save=export,
+    )
+    trainer.run()
+    if rank == 0:
+        print(f"saved {out / WEIGHTS_FILE} after {trainer.step} steps ({trainer.elapsed_s + pretrain_s:.0f} s)")
     if world > 1:
         torch.distributed.destroy_process_group()
     return out

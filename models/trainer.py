@@ -7,6 +7,7 @@ end, and runs under torchrun (DistributedDataParallel) when a process group is u
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -83,6 +84,7 @@ class Trainer:
         folder: str | Path,
         device: torch.device,
         description: str = "train",
+        on_save: Callable[["Trainer"], None] | None = None,
     ) -> None:
         self.objective = objective.to(device)
         self.parameters = parameters
@@ -91,6 +93,7 @@ class Trainer:
         self.folder = Path(folder)
         self.device = device
         self.description = description
+        self.on_save = on_save
         self.optimizer = torch.optim.Adam(
             parameters, lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay
         )
@@ -119,6 +122,8 @@ class Trainer:
             return
         rng = {"torch": torch.get_rng_state(), "batches": self.batches.state()}
         save_training_state(self.folder, module=self.objective, optimizer=self.optimizer, rng=rng, state=self._state())
+        if self.on_save is not None:
+            self.on_save(self)
 
     def resume(self) -> bool:
         restored = load_training_state(self.folder, module=self.objective, optimizer=self.optimizer)

@@ -166,3 +166,50 @@ def test_train_command_resumes_and_exports(tmp_path, photo, capsys):
     assert "resumed at step 3" in capsys.readouterr().out
     training = json.loads((out_dir / "config.json").read_text())["training"]
     assert training["steps"] == 5 and training["codec_pretrain_steps"] == 2
+
+
+def test_torchrun_trains_with_two_processes(tmp_path, photo):
+    """DistributedDataParallel over gloo on the CPU: the same entry point as on a multi-GPU node."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "a.png")
+    out_dir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        "-m",
+        "models",
+        "train",
+        "--variant",
+        "irn",
+        "--scale",
+        "2",
+        "--blocks-per-level",
+        "1",
+        "--growth",
+        "4",
+        "--patch",
+        "32",
+        "--batch-size",
+        "2",
+        "--steps",
+        "3",
+        "--threads",
+        "1",
+        "--out",
+        str(out_dir),
+        "--train-dirs",
+        str(data),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    training = json.loads((out_dir / "config.json").read_text())["training"]
+    assert training["world_size"] == 2 and training["steps"] == 3

@@ -1,0 +1,57 @@
+"""Seconds per training step (forward, 8-bit LR, inverse, losses, backward, Adam) for given sizes.
+
+python bench/train_step.py --variant irn --scale 4 --batch 16 --patch 144 --threads 2 --steps 3
+"""
+
+import argparse
+import time
+
+import torch
+
+from models.devices import pick_device
+from models.losses import LossWeights, rescaling_loss
+from models.rescaler import ModelConfig, Rescaler
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--variant", default="irn")
+    p.add_argument("--scale", type=int, default=2)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--patch", type=int, default=64)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--blocks-per-level", type=int, default=8)
+    p.add_argument("--growth", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    config = ModelConfig(
+        variant=args.variant, scale=args.scale, blocks_per_level=args.blocks_per_level, growth=args.growth
+    )
+    model = Rescaler(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
+    hr = torch.rand(args.batch, 3, args.patch, args.patch, device=device)
+    times = []
+    for step in range(args.steps + 1):  # the first step warms up and is not counted
+        start = time.perf_counter()
+        loss, _ = rescaling_loss(model, hr, LossWeights())
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10)
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step:
+            times.append(time.perf_counter() - start)
+    params = sum(p.numel() for p in model.parameters())
+    print(
+        f"{args.variant} x{args.scale} {params:,} params, batch {args.batch} x {args.patch}^2, "
+        f"{torch.get_num_threads()} threads, {device}: {sum(times) / len(times):.2f} s/step (mean of {len(times)})"
+    )
+
+
+if __name__ == "__main__":
+    main()
