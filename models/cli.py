@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from models import evaluate, train
+from models import evaluate, files, train
 from models.bicubic import bicubic_round_trip, modcrop
-from models.container import ContainerError, Header, read_png, write_png
 from models.devices import pick_device
+from models.files.errors import NotRescaledError
 from models.images import load_rgb
 from models.metrics import psnr_y, ssim_y
 from models.pipeline import downscale_image, upscale_image
@@ -34,8 +34,14 @@ def _downscale(args: argparse.Namespace) -> int:
     entry = registry.find(args.variant, args.scale)
     model = registry.model(entry.weights_id, device)
     image = load_rgb(args.input)
-    header = Header(entry.config.variant, entry.config.scale, entry.weights_id, image.shape[:2])
-    data = write_png(downscale_image(model, image), header)
+    data = files.encode(
+        downscale_image(model, image),
+        variant=entry.config.variant,
+        scale=entry.config.scale,
+        weights_id=entry.weights_id,
+        format=args.format,
+        quality=args.quality,
+    )
     Path(args.output).write_bytes(data)
     print(
         f"{args.input} {image.shape[1]}x{image.shape[0]} -> {args.output} ({entry.config.variant} x{args.scale}, "
@@ -46,11 +52,21 @@ def _downscale(args: argparse.Namespace) -> int:
 
 def _upscale(args: argparse.Namespace) -> int:
     registry, device = _setup(args)
-    downscaled, header = read_png(Path(args.input).read_bytes())
-    model = registry.model(registry.get(header.weights_id).weights_id, device)
-    hr = upscale_image(model, downscaled)
+    decoded = files.decode(Path(args.input).read_bytes())
+    if decoded.header is not None:
+        entry = registry.get(decoded.header.weights_id)
+    elif args.best_effort:
+        entry = registry.find(args.variant, args.scale)
+    else:
+        raise NotRescaledError(
+            f"{args.input} has no rescale header (not made by rescale, or its metadata was stripped); "
+            "pass --best-effort --scale S [--variant V] to upscale it with z = 0"
+        )
+    hr = upscale_image(registry.model(entry.weights_id, device), decoded.downscaled(entry.config.scale))
     Image.fromarray(hr).save(args.output)
-    print(f"{args.input} -> {args.output} {hr.shape[1]}x{hr.shape[0]} ({header.variant} x{header.scale})")
+    note = f", degraded: {', '.join(decoded.degraded)}" if decoded.degraded else ""
+    made_by = f"{entry.config.variant} x{entry.config.scale}{note}"
+    print(f"{args.input} -> {args.output} {hr.shape[1]}x{hr.shape[0]} ({made_by})")
     return 0
 
 
@@ -108,17 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_train_arguments(p)
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("downscale", help="HR image -> downscaled PNG that says what made it")
+    p = sub.add_parser("downscale", help="HR image -> downscaled file that says what made it")
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--scale", type=int, choices=(2, 4), default=4)
     p.add_argument("--variant", choices=VARIANTS, default="irn-a")
+    p.add_argument("--format", choices=files.FORMATS, default="png", help="jpeg/webp: RGB + EXIF (not for -A)")
+    p.add_argument("--quality", type=int, default=95, help="jpeg/webp quality, 1..100")
     _model_options(p)
     p.set_defaults(func=_downscale)
 
-    p = sub.add_parser("upscale", help="downscaled PNG -> HR PNG at the original size")
+    p = sub.add_parser("upscale", help="downscaled file -> HR PNG at the original size")
     p.add_argument("input")
     p.add_argument("output")
+    p.add_argument("--best-effort", action="store_true", help="upscale a file without header (z = 0)")
+    p.add_argument("--scale", type=int, choices=(2, 4), default=4, help="with --best-effort")
+    p.add_argument("--variant", choices=VARIANTS, default="irn", help="with --best-effort")
     _model_options(p)
     p.set_defaults(func=_upscale)
 
@@ -147,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, ContainerError, UnknownWeightsError) as exc:
+    except (ValueError, FileNotFoundError, UnknownWeightsError) as exc:
         print(f"rescale {args.command}: {exc}", file=sys.stderr)
         return 2
 

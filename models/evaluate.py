@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models import files
 from models.bicubic import bicubic_round_trip, modcrop
-from models.container import Header, read_png, write_png
 from models.images import list_images, load_rgb
 from models.metrics import psnr_y, ssim_y
 from models.pipeline import downscale_image, upscale_image
@@ -43,12 +43,19 @@ class Score:
         }
 
 
-def round_trip_file(model: Rescaler, entry: Entry, image: np.ndarray) -> tuple[np.ndarray, int]:
+def round_trip_file(
+    model: Rescaler, entry: Entry, image: np.ndarray, *, format: str = "png", quality: int = 95
+) -> tuple[np.ndarray, int]:
     """The product's path for one image: returns the upscaled HR and the stored file size."""
-    header = Header(entry.config.variant, entry.config.scale, entry.weights_id, image.shape[:2])
-    data = write_png(downscale_image(model, image), header)
-    downscaled, _ = read_png(data)
-    return upscale_image(model, downscaled), len(data)
+    data = files.encode(
+        downscale_image(model, image),
+        variant=entry.config.variant,
+        scale=entry.config.scale,
+        weights_id=entry.weights_id,
+        format=format,
+        quality=quality,
+    )
+    return upscale_image(model, files.decode(data).downscaled()), len(data)
 
 
 def evaluate(

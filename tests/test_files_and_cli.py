@@ -7,7 +7,6 @@ from PIL import Image
 from models.bicubic import bicubic_round_trip, modcrop
 from models.checkpoint import load_model
 from models.cli import main
-from models.container import ContainerError, Header, read_png, write_png
 from models.images import list_images, load_rgb
 from models.metrics import psnr_y, ssim_y
 from models.pipeline import downscale_image, upscale_image
@@ -26,41 +25,6 @@ def test_odd_sizes_come_back_exactly(model_folder, photo, variant, scale, size):
     out = upscale_image(model, downscaled)
     assert out.shape == image.shape
     assert psnr_y(image, out, 0) > 20  # a near-identity network stays close to the input
-
-
-def test_container_round_trip_is_byte_exact(model_folder, photo):
-    folder = model_folder("irn-m", 2)
-    model = load_model(folder)
-    downscaled = downscale_image(model, photo)
-    header = Header("irn-m", 2, weights_id(folder), photo.shape[:2])
-    data = write_png(downscaled, header)
-    again, header_again = read_png(data)
-    assert header_again == Header("irn-m", 2, header.weights_id, (90, 70))
-    assert np.array_equal(again.rgb, downscaled.rgb) and np.array_equal(again.code, downscaled.code)
-    assert write_png(again, header_again) == data
-
-
-def test_alpha_file_is_rgba_with_alpha_inside_1_254(model_folder, photo, tmp_path):
-    model = load_model(model_folder("irn-a", 2))
-    data = write_png(downscale_image(model, photo), Header("irn-a", 2, "0" * 16, photo.shape[:2]))
-    (tmp_path / "a.png").write_bytes(data)
-    with Image.open(tmp_path / "a.png") as im:
-        assert im.mode == "RGBA"
-        alpha = np.array(im)[..., 3]
-    assert 1 <= alpha.min() and alpha.max() <= 254
-
-
-def test_container_errors(model_folder, photo, tmp_path):
-    plain = tmp_path / "plain.png"
-    Image.fromarray(photo).save(plain)
-    with pytest.raises(ContainerError, match="no 'rescale' chunk: this image was not made by `rescale downscale`"):
-        read_png(plain.read_bytes())
-    with pytest.raises(ContainerError, match="not a readable PNG"):
-        read_png(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
-    model = load_model(model_folder("irn", 2))
-    data = write_png(downscale_image(model, photo), Header("irn", 2, "0" * 16, photo.shape[:2]))
-    with pytest.raises(ContainerError, match="not a readable PNG"):
-        read_png(data[: len(data) // 2])
 
 
 def test_metrics_reproduce_known_values():

@@ -1,0 +1,134 @@
+"""Pixels + header text in PNG (zTXt chunks), JPEG and WebP (EXIF UserComment, written with piexif).
+
+Readers check the declared pixel count before decoding anything, and turn every decoder
+failure into a FileFormatError subclass.
+"""
+
+import io
+import struct
+import warnings
+import zlib
+
+import numpy as np
+import piexif
+import piexif.helper
+from PIL import Image, PngImagePlugin
+
+from models.files.errors import (
+    CorruptFileError,
+    ImageTooLargeError,
+    MetadataTooLargeError,
+    TruncatedFileError,
+    UnsupportedFormatError,
+)
+
+CHUNK_KEY = "rescale"
+PNG_PART_CHARS = 512 << 10  # each zTXt chunk stays well under Pillow's 1 MiB MAX_TEXT_CHUNK
+JPEG_MAX_EXIF = 65533  # APP1 payload: 65535 minus the 2-byte length field
+SOFTWARE = b"rescale"
+
+
+def sniff(data: bytes) -> str:
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    raise UnsupportedFormatError("not a PNG, JPEG or WebP file")
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+def write_png(rgb: np.ndarray, alpha: np.ndarray | None, text: str) -> bytes:
+    image = Image.fromarray(rgb, "RGB") if alpha is None else Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    info = PngImagePlugin.PngInfo()
+    parts = [text[i : i + PNG_PART_CHARS] for i in range(0, len(text), PNG_PART_CHARS)] or [""]
+    for i, part in enumerate(parts):
+        info.add_text(CHUNK_KEY if i == 0 else f"{CHUNK_KEY}/{i}", part, zip=True)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info, compress_level=6)
+    return buffer.getvalue()
+
+
+def exif_bytes(text: str) -> bytes:
+    return piexif.dump(
+        {
+            "0th": {piexif.ImageIFD.Software: SOFTWARE},
+            "Exif": {piexif.ExifIFD.UserComment: piexif.helper.UserComment.dump(text, encoding="ascii")},
+        }
+    )
+
+
+def write_lossy(rgb: np.ndarray, text: str, fmt: str, quality: int) -> bytes:
+    """JPEG or WebP with the header in EXIF; JPEG's single APP1 segment caps it at 64 KB."""
+    exif = exif_bytes(text)
+    if fmt == "jpeg" and len(exif) > JPEG_MAX_EXIF:
+        raise MetadataTooLargeError(
+            f"the header needs {len(exif):,} bytes of EXIF but a JPEG APP1 segment holds {JPEG_MAX_EXIF:,}; "
+            "use format png or webp, or a smaller image"
+        )
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buffer, format="JPEG" if fmt == "jpeg" else "WEBP", quality=quality)
+    out = io.BytesIO()
+    piexif.insert(exif, buffer.getvalue(), out)
+    return out.getvalue()
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def _png_text(image: Image.Image) -> str | None:
+    text = getattr(image, "text", {})
+    if CHUNK_KEY not in text:
+        return None
+    parts, i = [text[CHUNK_KEY]], 1
+    while f"{CHUNK_KEY}/{i}" in text:
+        parts.append(text[f"{CHUNK_KEY}/{i}"])
+        i += 1
+    return "".join(parts)
+
+
+def _exif_text(image: Image.Image) -> str | None:
+    raw = image.info.get("exif")
+    if not raw:
+        return None
+    if not raw.startswith(b"Exif\x00\x00"):
+        raw = b"Exif\x00\x00" + raw
+    try:
+        exif = piexif.load(raw)
+        comment = exif.get("Exif", {}).get(piexif.ExifIFD.UserComment)
+        if comment is None or exif.get("0th", {}).get(piexif.ImageIFD.Software) != SOFTWARE:
+            return None  # EXIF from elsewhere (a camera, an editor): not ours
+        return piexif.helper.UserComment.load(comment)
+    except Exception as exc:  # piexif raises struct.error, ValueError, KeyError, ... on bad EXIF
+        raise CorruptFileError(f"unreadable EXIF: {type(exc).__name__}: {exc}") from exc
+
+
+def read_image(data: bytes, *, max_pixels: int) -> tuple[str, np.ndarray, np.ndarray | None, str | None]:
+    """-> (format, RGB (h, w, 3) uint8, alpha (h, w) uint8 or None, header text or None)."""
+    fmt = sniff(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=[fmt.upper()])
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageTooLargeError(f"image of {width}x{height} is over the {max_pixels:,}-pixel limit")
+            image.load()
+    except ImageTooLargeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"image is over the pixel limit: {exc}") from exc
+    except OSError as exc:
+        if "truncated" in str(exc) or isinstance(exc, EOFError):
+            raise TruncatedFileError(f"truncated {fmt.upper()}: {exc}") from exc
+        raise CorruptFileError(f"cannot decode {fmt.upper()}: {exc}") from exc
+    except (SyntaxError, ValueError, zlib.error, EOFError, struct.error) as exc:
+        raise CorruptFileError(f"cannot decode {fmt.upper()}: {exc}") from exc
+    text = _png_text(image) if fmt == "png" else _exif_text(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    pixels = np.array(image.convert("RGBA" if has_alpha else "RGB"))
+    alpha = pixels[..., 3].copy() if has_alpha else None
+    return fmt, np.ascontiguousarray(pixels[..., :3]), alpha, text
