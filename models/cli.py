@@ -75,7 +75,14 @@ def _eval(args: argparse.Namespace) -> int:
     folders = [Path(f) for f in args.data]
     entries = evaluate.select_entries(registry, args.variants, args.scales)
     rows = evaluate.evaluate(
-        folders=folders, entries=entries, registry=registry, scales=args.scales, device=device, limit=args.limit
+        folders=folders,
+        entries=entries,
+        registry=registry,
+        scales=args.scales,
+        device=device,
+        limit=args.limit,
+        formats=args.formats,
+        damaged=args.damaged,
     )
     md, js = evaluate.write_report(rows, folders, Path(args.out))
     print(md.read_text())
@@ -157,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="*", choices=VARIANTS, default=None, help="default: every loaded variant")
     p.add_argument("--out", default="runs/eval", help="folder for results.md, results.json, figure.png")
     p.add_argument("--limit", type=int, default=None, help="first N images of each folder")
+    p.add_argument("--formats", nargs="+", choices=files.FORMATS, default=["png"], help="file formats, a row each")
+    p.add_argument("--damaged", action="store_true", help="add rows for stripped metadata / dropped alpha")
     p.add_argument("--figure", action="store_true", help="also write a Fig.-2-style crop comparison")
     p.add_argument("--figure-image", default=None, help="image for --figure (default: first of the first folder)")
     _model_options(p)

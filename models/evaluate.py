@@ -6,15 +6,18 @@ Images are first cropped to a multiple of the scale, so the bicubic row (Pillow'
 antialiased bicubic down, 8-bit, bicubic up) sees exactly the same pixels.
 """
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from models import files
 from models.bicubic import bicubic_round_trip, modcrop
+from models.files.containers import CHUNK_KEY, write_png
 from models.images import list_images, load_rgb
 from models.metrics import psnr_y, ssim_y
 from models.pipeline import downscale_image, upscale_image
@@ -43,19 +46,72 @@ class Score:
         }
 
 
+DAMAGES = ("strip-metadata", "drop-alpha")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One table row: bicubic (entry None), or a model through a file format, optionally damaged."""
+
+    entry: Entry | None
+    format: str = "png"
+    quality: int = 95
+    damage: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self.entry is None:
+            return "Bicubic"
+        name = self.entry.config.variant.upper()
+        if self.format != "png":
+            name += f" ({self.format} q{self.quality})"
+        return name + (f" [{self.damage}]" if self.damage else "")
+
+
+def damage_file(data: bytes, damage: str) -> bytes:
+    """What a CDN or an image tool does to a PNG: strip its metadata, or drop its alpha."""
+    with Image.open(io.BytesIO(data)) as image:
+        pixels = np.array(image)
+        text = image.text.get(CHUNK_KEY, "")
+    if damage == "strip-metadata":
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        return buffer.getvalue()
+    if damage == "drop-alpha":
+        return write_png(pixels[..., :3], None, text)
+    raise ValueError(f"damage must be one of {', '.join(DAMAGES)}, got {damage!r}")
+
+
 def round_trip_file(
-    model: Rescaler, entry: Entry, image: np.ndarray, *, format: str = "png", quality: int = 95
+    model: Rescaler, entry: Entry, image: np.ndarray, method: Method | None = None
 ) -> tuple[np.ndarray, int]:
     """The product's path for one image: returns the upscaled HR and the stored file size."""
+    method = method or Method(entry)
     data = files.encode(
         downscale_image(model, image),
         variant=entry.config.variant,
         scale=entry.config.scale,
         weights_id=entry.weights_id,
-        format=format,
-        quality=quality,
+        format=method.format,
+        quality=method.quality,
     )
-    return upscale_image(model, files.decode(data).downscaled()), len(data)
+    size = len(data)
+    if method.damage:
+        data = damage_file(data, method.damage)
+    downscaled = files.decode(data).downscaled(entry.config.scale)
+    return upscale_image(model, downscaled)[: image.shape[0], : image.shape[1]], size
+
+
+def methods_for(entry: Entry, formats: list[str], damaged: bool) -> list[Method]:
+    out = []
+    for fmt in formats:
+        if fmt == "png" or not entry.config.alpha:
+            out.append(Method(entry, format=fmt))
+    if damaged and entry.config.metadata:
+        out.append(Method(entry, damage="strip-metadata"))
+    if damaged and entry.config.alpha:
+        out.append(Method(entry, damage="drop-alpha"))
+    return out
 
 
 def evaluate(
@@ -66,18 +122,23 @@ def evaluate(
     scales: list[int],
     device: torch.device,
     limit: int | None = None,
+    formats: list[str] | None = None,
+    damaged: bool = False,
     log=print,
 ) -> list[dict]:
     rows: list[dict] = []
     for scale in scales:
-        methods: list[tuple[str, Entry | None]] = [("Bicubic", None)] + [
-            (e.config.variant.upper(), e) for e in entries if e.config.scale == scale
-        ]
-        for name, entry in methods:
+        methods = [Method(None)]
+        for entry in (e for e in entries if e.config.scale == scale):
+            methods += methods_for(entry, formats or ["png"], damaged)
+        for method in methods:
+            entry = method.entry
             model = None if entry is None else registry.model(entry.weights_id, device)
             row = {
-                "method": name,
+                "method": method.name,
                 "scale": scale,
+                "format": None if entry is None else method.format,
+                "damage": method.damage,
                 "weights_id": None if entry is None else entry.weights_id,
                 "sets": {},
             }
@@ -88,11 +149,11 @@ def evaluate(
                     if model is None:
                         score.add(hr, bicubic_round_trip(hr, scale), scale)
                     else:
-                        out, size = round_trip_file(model, entry, hr)
+                        out, size = round_trip_file(model, entry, hr, method)
                         score.add(hr, out, scale, size)
                 row["sets"][folder.name] = score.summary()
                 s = row["sets"][folder.name]
-                log(f"x{scale} {name:<10} {folder.name:<12} {s['psnr']:.2f} dB / {s['ssim']:.4f}")
+                log(f"x{scale} {method.name:<28} {folder.name:<12} {s['psnr']:.2f} dB / {s['ssim']:.4f}")
             rows.append(row)
     return rows
 

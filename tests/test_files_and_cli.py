@@ -78,6 +78,27 @@ def test_cli_refuses_files_from_unknown_weights(model_folder, photo, tmp_path, c
     assert f"this file was made by weights {weights_id(folder)}, which are not loaded" in err
 
 
+def test_cli_eval_rows_for_formats_and_damage(model_folder, photo, tmp_path):
+    data = tmp_path / "set"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "a.png")
+    folders = [model_folder("irn-m", 2), model_folder("irn-a", 2)]
+    out = tmp_path / "report"
+    argv = ["eval", "--data", str(data), "--scales", "2", "--out", str(out), "--formats", "png", "jpeg", "--damaged"]
+    assert main(argv + ["--weights", *map(str, folders)]) == 0
+    rows = {r["method"]: r["sets"]["set"] for r in json.loads((out / "results.json").read_text())}
+    assert list(rows) == [
+        "Bicubic",
+        "IRN-A",
+        "IRN-A [drop-alpha]",
+        "IRN-M",
+        "IRN-M (jpeg q95)",
+        "IRN-M [strip-metadata]",
+    ]
+    assert rows["IRN-M (jpeg q95)"]["bytes_per_px"] < rows["IRN-M"]["bytes_per_px"]
+    assert rows["IRN-A [drop-alpha]"]["bytes_per_px"] == rows["IRN-A"]["bytes_per_px"]
+
+
 def test_cli_eval_writes_table_and_figure(model_folder, photo, tmp_path, capsys):
     data = tmp_path / "set"
     data.mkdir()
