@@ -95,6 +95,21 @@ class Encoded:
     alpha: torch.Tensor | None = None  # (B, 1, h, w), -A
     code: torch.Tensor | None = None  # (B, 4, h/4, w/4), -M
 
+    def to(self, device: torch.device | str) -> "Encoded":
+        return Encoded(*(None if t is None else t.to(device) for t in (self.rgb, self.alpha, self.code)))
+
+    @classmethod
+    def cat(cls, items: list["Encoded"]) -> "Encoded":
+        """Stack single-image inputs into a batch (all fields present or absent alike)."""
+        fields = zip(*((e.rgb, e.alpha, e.code) for e in items), strict=True)
+        return cls(*(None if parts[0] is None else torch.cat(parts) for parts in fields))
+
+    def split(self) -> list["Encoded"]:
+        return [
+            Encoded(*(None if t is None else t[i : i + 1] for t in (self.rgb, self.alpha, self.code)))
+            for i in range(self.rgb.shape[0])
+        ]
+
 
 @dataclass
 class TrainingOutputs:
