@@ -1,4 +1,4 @@
-"""The `rescale` command: train, eval, demo, downscale, upscale."""
+"""The `rescale` command: train, eval, demo, downscale, upscale, serve."""
 
 import argparse
 import sys
@@ -13,7 +13,7 @@ from models.devices import pick_device
 from models.files.errors import NotRescaledError
 from models.images import load_rgb
 from models.metrics import psnr_y, ssim_y
-from models.pipeline import downscale_image, upscale_image
+from models.pipeline import DEFAULT_OVERLAP_LR, DEFAULT_TILE_LR, Tiling, downscale_image, upscale_image
 from models.registry import Registry, UnknownWeightsError
 from models.rescaler import VARIANTS
 
@@ -35,7 +35,7 @@ def _downscale(args: argparse.Namespace) -> int:
     model = registry.model(entry.weights_id, device)
     image = load_rgb(args.input)
     data = files.encode(
-        downscale_image(model, image),
+        downscale_image(model, image, Tiling(args.tile, args.overlap)),
         variant=entry.config.variant,
         scale=entry.config.scale,
         weights_id=entry.weights_id,
@@ -62,7 +62,8 @@ def _upscale(args: argparse.Namespace) -> int:
             f"{args.input} has no rescale header (not made by rescale, or its metadata was stripped); "
             "pass --best-effort --scale S [--variant V] to upscale it with z = 0"
         )
-    hr = upscale_image(registry.model(entry.weights_id, device), decoded.downscaled(entry.config.scale))
+    model = registry.model(entry.weights_id, device)
+    hr = upscale_image(model, decoded.downscaled(entry.config.scale), Tiling(args.tile, args.overlap))
     Image.fromarray(hr).save(args.output)
     note = f", degraded: {', '.join(decoded.degraded)}" if decoded.degraded else ""
     made_by = f"{entry.config.variant} x{entry.config.scale}{note}"
@@ -117,6 +118,28 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.main import create_app
+    from service.settings import Settings
+
+    settings = Settings()
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) + 5,
+    )
+    return 0
+
+
+def _tiling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE_LR, help="LR tile side (0: whole image)")
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP_LR, help="LR pixels of context around tiles")
+
+
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", nargs="*", default=[], help="model folders to use besides the shipped ones")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
@@ -138,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=VARIANTS, default="irn-a")
     p.add_argument("--format", choices=files.FORMATS, default="png", help="jpeg/webp: RGB + EXIF (not for -A)")
     p.add_argument("--quality", type=int, default=95, help="jpeg/webp quality, 1..100")
+    _tiling_options(p)
     _model_options(p)
     p.set_defaults(func=_downscale)
 
@@ -147,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--best-effort", action="store_true", help="upscale a file without header (z = 0)")
     p.add_argument("--scale", type=int, choices=(2, 4), default=4, help="with --best-effort")
     p.add_argument("--variant", choices=VARIANTS, default="irn", help="with --best-effort")
+    _tiling_options(p)
     _model_options(p)
     p.set_defaults(func=_upscale)
 
@@ -157,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for upscaled.png and bicubic.png")
     _model_options(p)
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("serve", help="run the REST service (settings from RESCALE_* variables)")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("eval", help="PSNR/SSIM table (paper's Table 3) through the saved files")
     p.add_argument("--data", nargs="+", required=True, help="folders of HR images, one column each")

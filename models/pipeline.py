@@ -50,10 +50,14 @@ def pad_bottom_right(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
 
+DEFAULT_TILE_LR = 192  # what the service and the CLI use: both give the same bytes
+DEFAULT_OVERLAP_LR = 24
+
+
 @dataclass(frozen=True)
 class Tiling:
     tile: int = 0  # LR pixels per tile side; 0 = whole image
-    overlap: int = 24  # LR pixels of context around each tile
+    overlap: int = DEFAULT_OVERLAP_LR  # LR pixels of context around each tile
 
     def __post_init__(self) -> None:
         if self.tile < 0 or self.overlap < 0:

@@ -45,7 +45,7 @@ class Registry:
             config = ModelConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text())["model"])
             wid = weights_id(folder)
             self.entries.setdefault(wid, Entry(wid, folder, config))
-        self._loaded: dict[str, Rescaler] = {}
+        self._loaded: dict[tuple[str, str], Rescaler] = {}
 
     def find(self, variant: str, scale: int) -> Entry:
         """The first folder given (or shipped) for this variant and scale."""
@@ -61,6 +61,8 @@ class Registry:
         return self.entries[wid]
 
     def model(self, wid: str, device: torch.device | str = "cpu") -> Rescaler:
-        if wid not in self._loaded:
-            self._loaded[wid] = load_model(self.get(wid).folder, device=device)
-        return self._loaded[wid]
+        """The model for these weights on this device, loaded once."""
+        key = (wid, str(device))
+        if key not in self._loaded:
+            self._loaded[key] = load_model(self.get(wid).folder, device=device)
+        return self._loaded[key]

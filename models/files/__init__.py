@@ -14,7 +14,7 @@ subclass (errors.py); files that lost what the LR hides come back with `degraded
   upscaling uses alpha = 0.5 (a zero high-frequency mean).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,6 +48,11 @@ class DecodedFile:
     code: np.ndarray | None  # (4, h/4, w/4) uint8, -M
     header: Header | None
     degraded: tuple[str, ...] = ()
+
+    def with_neutral_alpha(self, reason: str = "alpha_missing") -> "DecodedFile":
+        """Alpha = 0.5 everywhere (a zero high-frequency mean), flagged as degraded."""
+        alpha = np.full(self.rgb.shape[:2], NEUTRAL_ALPHA, np.uint8)
+        return replace(self, alpha=alpha, degraded=(*self.degraded, reason))
 
     def downscaled(self, scale: int | None = None) -> Downscaled:
         """What the upscaler needs; without a header the HR size is the LR size times `scale`."""
@@ -101,16 +106,13 @@ def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedFile:
         raise HeaderError(f"header says the LR is {w}x{h} but the image is {rgb.shape[1]}x{rgb.shape[0]}")
     if header.rgb_crc32 is not None and crc32(rgb) != header.rgb_crc32:
         raise ChecksumError("the LR pixels changed after downscaling (RGB CRC-32 mismatch)")
-    degraded: list[str] = []
-    if header.variant.endswith("-a"):
-        if alpha is None:
-            degraded.append("alpha_missing")
-        elif header.alpha_crc32 is not None and crc32(alpha) != header.alpha_crc32:
-            if alpha.min() < 255:
-                raise ChecksumError("the alpha channel changed after downscaling (CRC-32 mismatch)")
-            degraded.append("alpha_flattened")
-        if degraded:
-            alpha = np.full(rgb.shape[:2], NEUTRAL_ALPHA, np.uint8)
-    else:
-        alpha = None
-    return DecodedFile(fmt, rgb, alpha, code, header, tuple(degraded))
+    if not header.variant.endswith("-a"):
+        return DecodedFile(fmt, rgb, None, code, header)
+    decoded = DecodedFile(fmt, rgb, alpha, code, header)
+    if alpha is None:
+        return decoded.with_neutral_alpha("alpha_missing")
+    if header.alpha_crc32 is not None and crc32(alpha) != header.alpha_crc32:
+        if alpha.min() < 255:
+            raise ChecksumError("the alpha channel changed after downscaling (CRC-32 mismatch)")
+        return decoded.with_neutral_alpha("alpha_flattened")
+    return decoded

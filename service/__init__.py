@@ -1,0 +1,1 @@
+"""The REST service: /downscale and /upscale on a batching worker pool."""

@@ -1,0 +1,250 @@
+"""Dynamic batching over one worker thread per device.
+
+Requests put model inputs (whole images or tiles) on a bounded queue. A worker takes
+the oldest input, waits up to `max_wait` for more inputs of the same kind (operation,
+weights, shape), and runs them as one batch. Inputs of other shapes wait for their own
+batch: big images are cut into equal tiles, so their tiles batch across requests.
+A failed batch is retried one input at a time, so one bad input fails only its request.
+Inputs whose request was cancelled (client gone) or whose deadline passed are dropped
+before they cost model time.
+"""
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from models.rescaler import Encoded, Rescaler
+from service import metrics
+
+log = logging.getLogger("rescale.batcher")
+
+
+class QueueFullError(Exception):
+    pass
+
+
+class DeadlineExceededError(Exception):
+    pass
+
+
+class ShuttingDownError(Exception):
+    pass
+
+
+def _shape(payload: torch.Tensor | Encoded) -> tuple:
+    if isinstance(payload, Encoded):
+        return tuple(None if t is None else tuple(t.shape[1:]) for t in (payload.rgb, payload.alpha, payload.code))
+    return tuple(payload.shape[1:])
+
+
+@dataclass
+class Item:
+    op: str  # "encode" (HR -> Encoded) or "decode" (Encoded -> HR)
+    weights_id: str
+    payload: torch.Tensor | Encoded
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    deadline: float
+    enqueued: float = field(default_factory=time.monotonic)
+
+    @property
+    def key(self) -> tuple:
+        return self.op, self.weights_id, _shape(self.payload)
+
+
+@dataclass
+class BatchTiming:
+    queue_s: float = 0.0
+    model_s: float = 0.0
+
+
+class Batcher:
+    def __init__(
+        self,
+        *,
+        model_for: Callable[[str, torch.device], Rescaler],
+        devices: list[torch.device],
+        max_batch: int,
+        max_wait_s: float,
+        max_queue: int,
+    ) -> None:
+        self.model_for = model_for
+        self.devices = devices
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self._pending: dict[tuple, list[Item]] = {}
+        self._depth = 0
+        self._running = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._accepting = True
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for device in self.devices:
+            t = threading.Thread(target=self._worker, args=(device,), name=f"rescale-worker-{device}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    @property
+    def saturated(self) -> bool:
+        return self._depth >= self.max_queue
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Stop taking work, let what was accepted finish (up to timeout), then stop the workers."""
+        self._accepting = False
+        end = time.monotonic() + timeout_s
+        while (self._depth or self._running) and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        drained = not (self._depth or self._running)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        for t in self._threads:
+            await asyncio.to_thread(t.join, 5)
+        return drained
+
+    # -- submitting ------------------------------------------------------------------------
+
+    async def run(
+        self, op: str, weights_id: str, payloads: list, *, deadline: float, timing: BatchTiming | None = None
+    ) -> list:
+        """Queue every payload, wait for all of them; cancelling the caller drops what has not run."""
+        if not self._accepting:
+            raise ShuttingDownError("the service is shutting down")
+        loop = asyncio.get_running_loop()
+        items = [Item(op, weights_id, p, loop.create_future(), loop, deadline) for p in payloads]
+        with self._cond:
+            if self._depth + len(items) > self.max_queue:
+                metrics.REJECTED.inc()
+                raise QueueFullError(f"the queue holds {self._depth} of {self.max_queue} inputs")
+            for item in items:
+                self._pending.setdefault(item.key, []).append(item)
+            self._depth += len(items)
+            metrics.QUEUE_DEPTH.set(self._depth)
+            self._cond.notify_all()
+        try:
+            results = await asyncio.gather(*(i.future for i in items))
+        except BaseException:
+            for i in items:
+                i.future.cancel()
+            raise
+        if timing is not None:
+            timing.queue_s = max(r[1] for r in results)
+            timing.model_s = sum(r[2] for r in results) / max(1, len(results))
+        return [r[0] for r in results]
+
+    # -- the worker ------------------------------------------------------------------------
+
+    def _oldest_key(self) -> tuple:
+        return min(self._pending, key=lambda k: self._pending[k][0].enqueued)
+
+    def _next_batch(self) -> list[Item] | None:
+        with self._cond:
+            while True:
+                if not self._pending:
+                    if self._stopping:
+                        return None
+                    self._cond.wait(0.5)
+                    continue
+                key = self._oldest_key()
+                waited = time.monotonic() - self._pending[key][0].enqueued
+                if len(self._pending[key]) >= self.max_batch or waited >= self.max_wait_s or self._stopping:
+                    batch = self._pending[key][: self.max_batch]
+                    rest = self._pending[key][self.max_batch :]
+                    if rest:
+                        self._pending[key] = rest
+                    else:
+                        del self._pending[key]
+                    self._depth -= len(batch)
+                    self._running += len(batch)
+                    metrics.QUEUE_DEPTH.set(self._depth)
+                    return batch
+                self._cond.wait(self.max_wait_s - waited)
+
+    def _worker(self, device: torch.device) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            try:
+                self._process(batch, device)
+            finally:
+                with self._cond:
+                    self._running -= len(batch)
+
+    def _process(self, batch: list[Item], device: torch.device) -> None:
+        now = time.monotonic()
+        live = []
+        for item in batch:
+            if item.future.cancelled():
+                metrics.DROPPED.labels("cancelled").inc()
+            elif now > item.deadline:
+                metrics.DROPPED.labels("deadline").inc()
+                _resolve(item, error=DeadlineExceededError("the request deadline passed while it was queued"))
+            else:
+                metrics.QUEUE_WAIT_SECONDS.observe(now - item.enqueued)
+                live.append(item)
+        if not live:
+            return
+        try:
+            outputs, seconds = self._forward(live, device)
+        except Exception as exc:  # noqa: BLE001 - isolate the failing input below
+            if len(live) == 1:
+                log.warning("model input failed: %s", exc)
+                _resolve(live[0], error=exc)
+                return
+            for item in live:
+                self._process([item], device)
+            return
+        for item, out in zip(live, outputs, strict=True):
+            _resolve(item, value=(out, now - item.enqueued, seconds))
+
+    def _forward(self, items: list[Item], device: torch.device) -> tuple[list, float]:
+        op, wid = items[0].op, items[0].weights_id
+        model = self.model_for(wid, device)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            if op == "encode":
+                out = model.encode(torch.cat([i.payload for i in items]).to(device))
+                outputs = [e.to("cpu") for e in out.split()]
+            else:
+                out = model.decode(Encoded.cat([i.payload for i in items]).to(device))
+                outputs = list(out.cpu().split(1))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - started
+        metrics.BATCH_SIZE.observe(len(items))
+        metrics.MODEL_SECONDS.labels(op).observe(seconds)
+        return outputs, seconds
+
+
+def _resolve(item: Item, *, value=None, error: BaseException | None = None) -> None:
+    def settle() -> None:
+        if item.future.done():
+            return
+        if error is not None:
+            item.future.set_exception(error)
+        else:
+            item.future.set_result(value)
+
+    try:
+        item.loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the request's event loop is gone: nobody is waiting
+        pass

@@ -1,0 +1,39 @@
+"""Which weights serve which request: (model, mode, scale) -> a registry entry."""
+
+from models.registry import Entry, Registry, UnknownWeightsError
+
+MODES = {"plain": "", "alpha": "-a", "metadata": "-m"}
+MODELS = ("irn", "dlv-irn")
+
+
+class Catalogue:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def resolve(self, *, model: str | None, mode: str, scale: int) -> Entry:
+        """The named model, or the best shipped one: DLV-IRN where present (it beats IRN), else IRN."""
+        candidates = [model] if model else ["dlv-irn", "irn"]
+        for base in candidates:
+            try:
+                return self.registry.find(base + MODES[mode], scale)
+            except UnknownWeightsError:
+                continue
+        available = ", ".join(sorted(f"{e.config.variant} x{e.config.scale}" for e in self.registry.entries.values()))
+        wanted = f"{model or 'irn/dlv-irn'} mode={mode} x{scale}"
+        raise UnknownWeightsError(f"no weights loaded for {wanted}; available: {available or 'none'}")
+
+    def get(self, weights_id: str) -> Entry:
+        return self.registry.get(weights_id)
+
+    def describe(self) -> list[dict]:
+        return [
+            {
+                "variant": e.config.variant,
+                "scale": e.config.scale,
+                "weights_id": e.weights_id,
+                "mode": "alpha" if e.config.alpha else "metadata" if e.config.metadata else "plain",
+                "model": e.config.base,
+                "config": e.config.to_dict(),
+            }
+            for e in self.registry.entries.values()
+        ]

@@ -1,0 +1,78 @@
+"""Running planned model inputs for one request: deadline, client disconnects, timings."""
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from service import metrics
+from service.batcher import BatchTiming, DeadlineExceededError, QueueFullError, ShuttingDownError
+from service.errors import ServiceError
+from service.runtime import Runtime
+
+DISCONNECT_POLL_S = 0.25
+CLIENT_CLOSED = 499  # nginx's code for a request whose client went away
+
+
+class ClientGoneError(Exception):
+    pass
+
+
+@dataclass
+class Timings:
+    stages: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.stages[stage] = self.stages.get(stage, 0.0) + seconds
+        metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+
+    async def timed(self, stage: str, awaitable):
+        start = time.perf_counter()
+        try:
+            return await awaitable
+        finally:
+            self.add(stage, time.perf_counter() - start)
+
+    def header(self) -> str:
+        parts = [f"{k};dur={v * 1000:.1f}" for k, v in self.stages.items()]
+        parts.append(f"total;dur={(time.perf_counter() - self.started) * 1000:.1f}")
+        return ", ".join(parts)
+
+
+async def run_model(
+    runtime: Runtime, request: Request, op: str, weights_id: str, payloads: list, timings: Timings
+) -> list:
+    settings = runtime.settings
+    deadline = time.monotonic() + settings.request_timeout_s
+    batch_timing = BatchTiming()
+    task = asyncio.create_task(runtime.batcher.run(op, weights_id, payloads, deadline=deadline, timing=batch_timing))
+    start = time.perf_counter()
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                outputs = task.result()
+                break
+            if await request.is_disconnected():
+                task.cancel()
+                raise ClientGoneError()
+            if time.monotonic() > deadline:
+                task.cancel()
+                raise DeadlineExceededError("the request took longer than its deadline")
+    except QueueFullError as exc:
+        raise ServiceError(
+            503,
+            "queue_full",
+            f"the service is busy ({exc}); retry later",
+            {"Retry-After": str(settings.retry_after_s)},
+        ) from exc
+    except ShuttingDownError as exc:
+        raise ServiceError(503, "shutting_down", str(exc), {"Retry-After": str(settings.retry_after_s)}) from exc
+    except DeadlineExceededError as exc:
+        raise ServiceError(504, "deadline_exceeded", f"{exc} ({settings.request_timeout_s:.0f} s)") from exc
+    elapsed = time.perf_counter() - start
+    timings.add("model", min(batch_timing.model_s, elapsed))
+    timings.add("queue", max(0.0, elapsed - batch_timing.model_s))
+    return outputs

@@ -1,0 +1,72 @@
+"""The FastAPI app: `uvicorn service.main:app` or `rescale serve`."""
+
+import logging
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from service import metrics
+from service.errors import install_error_handlers
+from service.limits import BodySizeLimit
+from service.routers import downscale, health, models, upscale
+from service.routers import metrics as metrics_router
+from service.runtime import Runtime
+from service.settings import Settings
+
+ENDPOINTS = {"/downscale", "/upscale", "/healthz", "/readyz", "/metrics", "/v1/models"}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.runtime = Runtime.start(settings)
+        yield
+        await app.state.runtime.stop()
+
+    app = FastAPI(
+        title="rescale",
+        version="0.1.0",
+        summary="Downscale images with invertible networks; upscale them back almost losslessly.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (downscale.router, upscale.router, health.router, models.router, metrics_router.router):
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        endpoint = request.url.path if request.url.path in ENDPOINTS else "other"
+        metrics.REQUESTS.labels(endpoint, str(response.status_code)).inc()
+        metrics.REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - start)
+        return response
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    _document_errors(app)
+    logging.basicConfig(level=settings.log_level.upper())
+    return app
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Add the shared Error schema that the routers' error responses point to."""
+    original = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
+        }
+        return schema
+
+    app.openapi = openapi
+
+
+app = create_app()

@@ -1,0 +1,78 @@
+from enum import IntEnum, StrEnum
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from models import files
+from models.pipeline import plan_downscale
+from service import metrics
+from service.catalogue import MODELS
+from service.errors import ServiceError
+from service.inference import Timings, run_model
+from service.routers.uploads_doc import ERROR_RESPONSES, IMAGE_BODY
+from service.runtime import RuntimeDep
+from service.uploads import decode_hr, read_upload
+
+router = APIRouter(tags=["rescale"])
+
+Scale = IntEnum("Scale", {"x2": 2, "x4": 4})
+Mode = StrEnum("Mode", {m: m for m in ("alpha", "metadata", "plain")})
+Format = StrEnum("Format", {f: f for f in files.FORMATS})
+ModelName = StrEnum("ModelName", {m.replace("-", "_"): m for m in MODELS})
+
+
+@router.post(
+    "/downscale",
+    summary="Downscale an image into a file that carries what the LR hides",
+    response_class=Response,
+    responses={200: {"content": {t: {} for t in files.MEDIA_TYPES.values()}}, **ERROR_RESPONSES},
+    openapi_extra=IMAGE_BODY,
+)
+async def downscale(
+    request: Request,
+    runtime: RuntimeDep,
+    scale: Annotated[Scale, Query(description="downscaling factor")] = Scale.x4,
+    mode: Annotated[Mode, Query(description="alpha: RGBA PNG (-A); metadata: latent in metadata (-M); plain")] = (
+        Mode.alpha
+    ),
+    format: Annotated[Format, Query(description="png, or jpeg/webp for metadata and plain")] = Format.png,
+    quality: Annotated[int, Query(ge=1, le=100, description="jpeg/webp quality")] = 95,
+    model: Annotated[ModelName | None, Query(description="irn or dlv-irn; default the best shipped")] = None,
+) -> Response:
+    if mode == Mode.alpha and format != Format.png:
+        raise ServiceError(422, "invalid_parameter", "format: mode=alpha keeps the alpha channel, use format=png")
+    timings = Timings()
+    entry = runtime.catalogue.resolve(model=model.value if model else None, mode=mode.value, scale=int(scale))
+    data = await timings.timed("read", read_upload(request))
+    image = await timings.timed(
+        "decode", runtime.in_codec_pool(decode_hr, data, max_pixels=runtime.settings.max_pixels)
+    )
+    inputs, assemble = plan_downscale(entry.config, image, runtime.tiling)
+    outputs = await run_model(runtime, request, "encode", entry.weights_id, inputs, timings)
+    body = await timings.timed(
+        "encode",
+        runtime.in_codec_pool(
+            lambda: files.encode(
+                assemble(outputs),
+                variant=entry.config.variant,
+                scale=int(scale),
+                weights_id=entry.weights_id,
+                format=format.value,
+                quality=quality,
+            )
+        ),
+    )
+    h, w = image.shape[:2]
+    metrics.IMAGES.labels("downscale").inc()
+    metrics.MEGAPIXELS.labels("downscale").inc(h * w / 1e6)
+    return Response(
+        body,
+        media_type=files.MEDIA_TYPES[format.value],
+        headers={
+            "X-Rescale-Variant": entry.config.variant,
+            "X-Rescale-Scale": str(int(scale)),
+            "X-Rescale-Original-Size": f"{w}x{h}",
+            "X-Rescale-Weights-Id": entry.weights_id,
+            "Server-Timing": timings.header(),
+        },
+    )

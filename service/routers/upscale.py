@@ -1,0 +1,71 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from models import files
+from models.files.errors import NotRescaledError
+from models.pipeline import plan_upscale
+from service import metrics
+from service.inference import Timings, run_model
+from service.routers.downscale import Mode, ModelName, Scale
+from service.routers.uploads_doc import ERROR_RESPONSES, IMAGE_BODY
+from service.runtime import RuntimeDep
+from service.uploads import encode_png, read_upload
+
+router = APIRouter(tags=["rescale"])
+
+
+@router.post(
+    "/upscale",
+    summary="Upscale a file made by /downscale back to its original size",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, **ERROR_RESPONSES},
+    openapi_extra=IMAGE_BODY,
+)
+async def upscale(
+    request: Request,
+    runtime: RuntimeDep,
+    best_effort: Annotated[bool, Query(description="upscale an image without a rescale header, with z = 0")] = False,
+    scale: Annotated[Scale, Query(description="with best_effort: the factor")] = Scale.x4,
+    mode: Annotated[Mode, Query(description="with best_effort: which model's LR this is")] = Mode.plain,
+    model: Annotated[ModelName | None, Query(description="with best_effort: irn or dlv-irn")] = None,
+) -> Response:
+    timings = Timings()
+    data = await timings.timed("read", read_upload(request))
+    decoded = await timings.timed(
+        "decode", runtime.in_codec_pool(files.decode, data, max_pixels=runtime.settings.max_pixels)
+    )
+    if decoded.header is not None:
+        entry = runtime.catalogue.get(decoded.header.weights_id)
+    elif best_effort:
+        entry = runtime.catalogue.resolve(model=model.value if model else None, mode=mode.value, scale=int(scale))
+        if entry.config.alpha:
+            decoded = decoded.with_neutral_alpha()
+    else:
+        raise NotRescaledError(
+            "this image has no rescale header (not made by /downscale, or its metadata was stripped); "
+            "pass best_effort=true with scale (and mode/model) to upscale it with z = 0"
+        )
+    downscaled = decoded.downscaled(entry.config.scale)
+    if downscaled.hr_size[0] * downscaled.hr_size[1] > runtime.settings.max_pixels:
+        raise files.errors.ImageTooLargeError(
+            f"upscaled size {downscaled.hr_size[1]}x{downscaled.hr_size[0]} is over the "
+            f"{runtime.settings.max_pixels:,}-pixel limit"
+        )
+    inputs, assemble = plan_upscale(entry.config, downscaled, runtime.tiling)
+    outputs = await run_model(runtime, request, "decode", entry.weights_id, inputs, timings)
+    hr = assemble(outputs)
+    body = await timings.timed("encode", runtime.in_codec_pool(encode_png, hr))
+    h, w = hr.shape[:2]
+    metrics.IMAGES.labels("upscale").inc()
+    metrics.MEGAPIXELS.labels("upscale").inc(h * w / 1e6)
+    headers = {
+        "X-Rescale-Variant": entry.config.variant,
+        "X-Rescale-Scale": str(entry.config.scale),
+        "X-Rescale-Original-Size": f"{w}x{h}",
+        "X-Rescale-Weights-Id": entry.weights_id,
+        "Server-Timing": timings.header(),
+    }
+    if decoded.degraded:
+        headers["X-Rescale-Degraded"] = ",".join(decoded.degraded)
+    return Response(body, media_type="image/png", headers=headers)

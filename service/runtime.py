@@ -1,0 +1,93 @@
+"""What the app holds while it runs: settings, models, the batcher and the codec threads."""
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import torch
+from fastapi import Depends, Request
+from PIL import Image
+
+from models.pipeline import Tiling
+from models.registry import Registry
+from service import metrics
+from service.batcher import Batcher
+from service.catalogue import Catalogue
+from service.settings import Settings
+
+log = logging.getLogger("rescale.service")
+
+
+def visible_devices(name: str) -> list[torch.device]:
+    """One worker per visible GPU; one CPU worker when there is none."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+        return [torch.device("cpu")]
+    return [torch.device(d.strip()) for d in name.split(",")]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    catalogue: Catalogue
+    batcher: Batcher
+    codec_pool: ThreadPoolExecutor
+    devices: list[torch.device]
+    tiling: Tiling
+    started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def start(cls, settings: Settings) -> "Runtime":
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        # Every decode checks RESCALE_MAX_PIXELS from the header before loading; Pillow's own
+        # cap would answer first with its own wording, so the service's limit replaces it.
+        Image.MAX_IMAGE_PIXELS = None
+        registry = Registry(settings.weights_dirs, include_shipped=settings.include_shipped_weights)
+        if not registry.entries:
+            raise RuntimeError("no model weights found: ship models/weights or set RESCALE_WEIGHTS_DIRS")
+        devices = visible_devices(settings.device)
+        for device in devices:  # load every model on every device before taking traffic
+            for wid in registry.entries:
+                registry.model(wid, device)
+            name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+            metrics.DEVICE_INFO.labels(str(device), name).set(1)
+        batcher = Batcher(
+            model_for=registry.model,
+            devices=devices,
+            max_batch=settings.max_batch_size,
+            max_wait_s=settings.max_batch_wait_ms / 1000,
+            max_queue=settings.max_queue,
+        )
+        batcher.start()
+        log.info("serving %d models on %s", len(registry.entries), ", ".join(map(str, devices)))
+        return cls(
+            settings=settings,
+            catalogue=Catalogue(registry),
+            batcher=batcher,
+            codec_pool=ThreadPoolExecutor(settings.codec_threads, thread_name_prefix="rescale-codec"),
+            devices=devices,
+            tiling=Tiling(tile=settings.tile_lr, overlap=settings.tile_overlap_lr),
+        )
+
+    async def stop(self) -> None:
+        drained = await self.batcher.drain(self.settings.drain_timeout_s)
+        if not drained:
+            log.warning("shutdown: in-flight work did not finish within %.0f s", self.settings.drain_timeout_s)
+        self.codec_pool.shutdown(wait=True)
+
+    async def in_codec_pool(self, fn, *args, **kwargs):
+        """PNG/JPEG/WebP work off the event loop and off the model workers."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.codec_pool, lambda: fn(*args, **kwargs))
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -1,0 +1,41 @@
+"""Every limit and knob of the service, read from RESCALE_* environment variables."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.pipeline import DEFAULT_OVERLAP_LR, DEFAULT_TILE_LR
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RESCALE_", env_file=None)
+
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: str = "info"
+
+    # models
+    weights_dirs: list[Path] = Field(default_factory=list, description="model folders besides the shipped ones")
+    include_shipped_weights: bool = True
+    device: str = Field("auto", description="auto: every visible CUDA device, else the CPU")
+    torch_threads: int | None = Field(None, ge=1, description="intra-op threads of a CPU worker")
+
+    # input limits
+    max_upload_bytes: int = Field(50 * 2**20, ge=1024, description="413 above this")
+    max_pixels: int = Field(16_800_000, ge=1, description="413 above this many HR pixels, checked before decoding")
+
+    # batching and queueing
+    max_batch_size: int = Field(4, ge=1)
+    max_batch_wait_ms: float = Field(10.0, ge=0)
+    max_queue: int = Field(64, ge=1, description="queued model inputs (tiles); 503 when full")
+    request_timeout_s: float = Field(120.0, gt=0)
+    retry_after_s: int = Field(2, ge=1)
+    drain_timeout_s: float = Field(30.0, ge=0)
+
+    # memory: images are processed in LR tiles of this side with this much context
+    tile_lr: int = Field(DEFAULT_TILE_LR, ge=16)
+    tile_overlap_lr: int = Field(DEFAULT_OVERLAP_LR, ge=0)
+
+    # PNG/JPEG/WebP work runs on this many threads, off the event loop and off the model workers
+    codec_threads: int = Field(2, ge=1)
