@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SAMPLE ?= ../shared/data/eval/sheep.png
 
-.PHONY: demo test lint train-x2-a clean
+.PHONY: serve demo test train-x2-a train-x4-a clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet torch==2.13.0
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/rescale serve
 
 demo: $(STAMP)
 	$(VENV)/bin/rescale demo $(SAMPLE) --scale 2 --variant irn-a
@@ -23,6 +26,9 @@ test: $(STAMP)
 
 train-x2-a: $(STAMP)
 	$(VENV)/bin/rescale train --config models/configs/irn-a-x2.toml
+
+train-x4-a: $(STAMP)
+	$(VENV)/bin/rescale train --config models/configs/irn-a-x4.toml --init-from runs/irn-a-x2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
