@@ -51,3 +51,34 @@ def model_folder(tmp_path):
         return folder
 
     return make
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory):
+    """Small models the service tests serve: irn, irn-a, irn-m at x2 and irn-a at x4."""
+    root = tmp_path_factory.mktemp("weights")
+    folders = {}
+    for variant, scale in [("irn", 2), ("irn-a", 2), ("irn-m", 2), ("irn-a", 4)]:
+        model = perturbed(Rescaler(tiny_config(variant, scale)), std=0.005)
+        if model.codec is not None:
+            torch.nn.init.zeros_(model.codec.decoder[-1].weight)
+            torch.nn.init.zeros_(model.codec.decoder[-1].bias)
+        folders[f"{variant}-x{scale}"] = save_model(model, root / f"{variant}-x{scale}").parent
+    return folders
+
+
+@pytest.fixture(scope="session")
+def url(weights):
+    """A real uvicorn server on loopback."""
+    from tests.service_helpers import running_server, settings_for
+
+    with running_server(settings_for(weights)) as base:
+        yield base
+
+
+@pytest.fixture
+def client(url):
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=60) as c:
+        yield c

@@ -1,11 +1,14 @@
 """A real uvicorn server on loopback, serving small models."""
 
+import io
 import socket
 import threading
 import time
 from contextlib import contextmanager
 
+import numpy as np
 import uvicorn
+from PIL import Image
 
 from service.main import create_app
 from service.settings import Settings
@@ -34,3 +37,28 @@ def running_server(settings: Settings):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+TILE, OVERLAP = 64, 8
+
+
+def png_bytes(image: np.ndarray, **save) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", **save)
+    return buffer.getvalue()
+
+
+def settings_for(weights: dict, **overrides) -> Settings:
+    """Small limits and tiles so the tests exercise them on small images."""
+    values = dict(
+        weights_dirs=list(weights.values()),
+        include_shipped_weights=False,
+        max_pixels=400_000,
+        max_upload_bytes=3_000_000,
+        tile_lr=TILE,
+        tile_overlap_lr=OVERLAP,
+        max_batch_wait_ms=20,
+        torch_threads=1,
+    )
+    values.update(overrides)
+    return Settings(**values)

@@ -1,22 +1,12 @@
 """Real tools from Debian's packages read our files as what they claim to be (.ci/run installs them)."""
 
 import json
-import os
-import shutil
 import subprocess
 
 import pytest
 
+from tests.external_tools import tool
 from tests.test_files import encode
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} must be installed in CI (.ci/run installs it)")
-        pytest.skip(f"{name} not installed")
-    return path
 
 
 def run(*cmd: str) -> str:

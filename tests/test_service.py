@@ -15,57 +15,8 @@ from models.checkpoint import save_model
 from models.cli import main
 from models.registry import weights_id
 from models.rescaler import Rescaler
-from service.settings import Settings
 from tests.conftest import perturbed, tiny_config
-from tests.service_helpers import running_server
-
-TILE, OVERLAP = 64, 8
-
-
-def png_bytes(image: np.ndarray, **save) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", **save)
-    return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    root = tmp_path_factory.mktemp("weights")
-    folders = {}
-    for variant, scale in [("irn", 2), ("irn-a", 2), ("irn-m", 2), ("irn-a", 4)]:
-        model = perturbed(Rescaler(tiny_config(variant, scale)), std=0.005)
-        if model.codec is not None:
-            model.codec.decoder[-1].weight.data.zero_()
-            model.codec.decoder[-1].bias.data.zero_()
-        folders[f"{variant}-x{scale}"] = save_model(model, root / f"{variant}-x{scale}").parent
-    return folders
-
-
-def settings_for(weights, **overrides) -> Settings:
-    values = dict(
-        weights_dirs=list(weights.values()),
-        include_shipped_weights=False,
-        max_pixels=400_000,
-        max_upload_bytes=3_000_000,
-        tile_lr=TILE,
-        tile_overlap_lr=OVERLAP,
-        max_batch_wait_ms=20,
-        torch_threads=1,
-    )
-    values.update(overrides)
-    return Settings(**values)
-
-
-@pytest.fixture(scope="module")
-def url(weights):
-    with running_server(settings_for(weights)) as base:
-        yield base
-
-
-@pytest.fixture
-def client(url):
-    with httpx.Client(base_url=url, timeout=60) as c:
-        yield c
+from tests.service_helpers import OVERLAP, TILE, png_bytes, running_server, settings_for
 
 
 def post_image(client, path: str, data: bytes, params=None, raw: str | None = None):
@@ -283,3 +234,31 @@ def test_full_queue_answers_503_with_retry_after(weights, photo):
         response = post_image(httpx.Client(base_url=base), "/downscale", png_bytes(photo), {"scale": 2})
     assert response.status_code == 503
     assert response.json()["code"] == "queue_full" and response.headers["retry-after"] == "2"
+
+
+def test_schemathesis_finds_no_server_errors(url):
+    """Property-based requests generated from the OpenAPI schema never get a 5xx."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).parent / "schemathesis")
+    result = subprocess.run(
+        [
+            cli,
+            "run",
+            f"{url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "25",
+            "--request-timeout",
+            "60",
+            "--phases",
+            "examples,coverage,fuzzing",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]

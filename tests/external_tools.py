@@ -1,0 +1,15 @@
+"""Programs from Debian's packages that tests check against; .ci/run installs them."""
+
+import os
+import shutil
+
+import pytest
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} must be installed in CI (.ci/run installs it)")
+        pytest.skip(f"{name} not installed")
+    return path
