@@ -78,6 +78,7 @@ class Batcher:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
+        metrics.QUEUE_CAPACITY.set(max_queue)
         self._pending: dict[tuple, list[Item]] = {}
         self._depth = 0
         self._running = 0

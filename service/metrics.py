@@ -29,6 +29,7 @@ STAGE_SECONDS = Histogram(
     registry=REGISTRY,
 )
 QUEUE_DEPTH = Gauge("rescale_queue_depth", "Model inputs waiting for a worker", registry=REGISTRY)
+QUEUE_CAPACITY = Gauge("rescale_queue_capacity", "Model inputs the queue holds before refusing", registry=REGISTRY)
 QUEUE_WAIT_SECONDS = Histogram(
     "rescale_queue_wait_seconds", "Time a model input waited for its batch", buckets=LATENCY_BUCKETS, registry=REGISTRY
 )
