@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from models import evaluate, files, train
+from models import evaluate, files, publish, train
 from models.bicubic import bicubic_round_trip, modcrop
 from models.devices import pick_device
 from models.files.errors import NotRescaledError
@@ -86,6 +86,8 @@ def _eval(args: argparse.Namespace) -> int:
         damaged=args.damaged,
     )
     md, js = evaluate.write_report(rows, folders, Path(args.out))
+    if args.manifest:
+        print(f"manifest eval figures updated for: {', '.join(publish.record_eval(rows)) or 'none'}")
     print(md.read_text())
     print(f"wrote {md} and {js}")
     if args.figure:
@@ -94,6 +96,12 @@ def _eval(args: argparse.Namespace) -> int:
             image_path=image, entries=entries, registry=registry, scales=args.scales, device=device, out=Path(args.out)
         )
         print(f"wrote {path}")
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    entry = publish.publish(args.run, name=args.name)
+    print(f"published {entry['name']}: {entry['bytes']:,} bytes fp16, weights {entry['weights_id']}")
     return 0
 
 
@@ -183,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p)
     p.set_defaults(func=_demo)
 
+    p = sub.add_parser("publish", help="ship a trained run: fp16 weights in models/weights + manifest entry")
+    p.add_argument("run", help="model folder written by rescale train")
+    p.add_argument("--name", default=None, help="folder name under models/weights (default: <variant>-x<scale>)")
+    p.set_defaults(func=_publish)
+
     p = sub.add_parser("serve", help="run the REST service (settings from RESCALE_* variables)")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
@@ -196,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="first N images of each folder")
     p.add_argument("--formats", nargs="+", choices=files.FORMATS, default=["png"], help="file formats, a row each")
     p.add_argument("--damaged", action="store_true", help="add rows for stripped metadata / dropped alpha")
+    p.add_argument("--manifest", action="store_true", help="record the shipped models' figures in the manifest")
     p.add_argument("--figure", action="store_true", help="also write a Fig.-2-style crop comparison")
     p.add_argument("--figure-image", default=None, help="image for --figure (default: first of the first folder)")
     _model_options(p)

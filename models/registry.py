@@ -29,6 +29,10 @@ class UnknownWeightsError(LookupError):
     pass
 
 
+def _manifest_models() -> list[dict]:
+    return json.loads(MANIFEST.read_text())["models"] if MANIFEST.is_file() else []
+
+
 def weights_id(folder: str | Path) -> str:
     return sha256_file(Path(folder) / WEIGHTS_FILE)[:ID_LENGTH]
 
@@ -39,11 +43,15 @@ class Registry:
         candidates = [Path(f) for f in folders or []]
         if include_shipped and SHIPPED.is_dir():
             candidates += sorted(p.parent for p in SHIPPED.glob(f"*/{WEIGHTS_FILE}"))
+        shipped_sha = {m["name"]: m["sha256"] for m in _manifest_models()}
         for folder in candidates:
             if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
                 raise FileNotFoundError(f"{folder} must hold {WEIGHTS_FILE} and {CONFIG_FILE}")
             config = ModelConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text())["model"])
-            wid = weights_id(folder)
+            sha = sha256_file(folder / WEIGHTS_FILE)
+            if folder.parent == SHIPPED and shipped_sha.get(folder.name, sha) != sha:
+                raise ValueError(f"{folder / WEIGHTS_FILE} does not match the sha256 in {MANIFEST}")
+            wid = sha[:ID_LENGTH]
             self.entries.setdefault(wid, Entry(wid, folder, config))
         self._loaded: dict[tuple[str, str], Rescaler] = {}
 

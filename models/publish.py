@@ -1,0 +1,69 @@
+"""Shipping weights: a trained run becomes fp16 safetensors under models/weights/ plus a manifest entry.
+
+The manifest (models/weights/manifest.json) lists, per model: variant, scale, architecture
+config, sha256, weights id, size, training data and budget, and the eval figures that
+`rescale eval --manifest` measured from the shipped (fp16) files.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model, sha256_file
+from models.registry import ID_LENGTH, MANIFEST, SHIPPED
+
+
+def read_manifest(path: Path = MANIFEST) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {"models": []}
+
+
+def write_manifest(manifest: dict, path: Path = MANIFEST) -> None:
+    manifest["models"].sort(key=lambda m: (m["scale"], m["variant"]))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def publish(run: str | Path, *, name: str | None = None, dest: Path = SHIPPED) -> dict:
+    run = Path(run)
+    model = load_model(run)
+    training = json.loads((run / CONFIG_FILE).read_text()).get("training", {})
+    name = name or f"{model.config.variant}-x{model.config.scale}"
+    folder = dest / name
+    save_model(model, folder, dtype=torch.float16, extra={"training": training})
+    sha = sha256_file(folder / WEIGHTS_FILE)
+    entry = {
+        "name": name,
+        "variant": model.config.variant,
+        "scale": model.config.scale,
+        "weights_id": sha[:ID_LENGTH],
+        "sha256": sha,
+        "bytes": (folder / WEIGHTS_FILE).stat().st_size,
+        "dtype": "float16",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "config": model.config.to_dict(),
+        "training": {k: v for k, v in training.items() if k != "config"},
+        "eval": {},
+    }
+    manifest_path = dest / "manifest.json"
+    manifest = read_manifest(manifest_path)
+    manifest["models"] = [m for m in manifest["models"] if m["name"] != name] + [entry]
+    write_manifest(manifest, manifest_path)
+    return entry
+
+
+def record_eval(rows: list[dict], manifest_path: Path = MANIFEST) -> list[str]:
+    """Store each shipped model's PNG round-trip figures (and bicubic on the same images)."""
+    manifest = read_manifest(manifest_path)
+    bicubic = {(r["scale"], name): s for r in rows if r["method"] == "Bicubic" for name, s in r["sets"].items()}
+    updated = []
+    for entry in manifest["models"]:
+        for row in rows:
+            if row["weights_id"] == entry["weights_id"] and row["format"] == "png" and not row["damage"]:
+                for name, score in row["sets"].items():
+                    entry["eval"][name] = {**score, "bicubic": bicubic.get((row["scale"], name))}
+                updated.append(entry["name"])
+    write_manifest(manifest, manifest_path)
+    return updated
