@@ -68,31 +68,16 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
 
+    def _shared(self, cls: type) -> dict:
+        """This config's values for the fields it shares with `cls` (same names, same meaning)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(cls) if hasattr(self, f.name)}
+
     def model_config(self) -> ModelConfig:
-        return ModelConfig(
-            variant=self.variant,
-            scale=self.scale,
-            blocks_per_level=self.blocks_per_level,
-            growth=self.growth,
-            dlv_channels=self.dlv_channels,
-            dlv_sigma=self.dlv_sigma,
-            codec_layers=self.codec_layers,
-            codec_hidden=self.codec_hidden,
-        )
+        return ModelConfig(**self._shared(ModelConfig))
 
     def trainer_config(self, *, steps: int, lr: float) -> TrainerConfig:
-        return TrainerConfig(
-            steps=steps,
-            batch_size=self.batch_size,
-            lr=lr,
-            lr_schedule=self.lr_schedule,
-            lr_milestones=tuple(self.lr_milestones),
-            lr_gamma=self.lr_gamma,
-            warmup_steps=self.warmup_steps,
-            weight_decay=self.weight_decay,
-            grad_clip=self.grad_clip,
-            checkpoint_every_s=self.checkpoint_every_s,
-        )
+        shared = self._shared(TrainerConfig) | {"steps": steps, "lr": lr}
+        return TrainerConfig(**shared | {"lr_milestones": tuple(self.lr_milestones)})
 
     def loss_weights(self) -> LossWeights:
         return LossWeights(

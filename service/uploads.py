@@ -7,15 +7,13 @@ first frame.
 """
 
 import io
-import warnings
 
 import numpy as np
 from fastapi import Request
 from PIL import Image, ImageOps
 from starlette.datastructures import UploadFile
 
-from models.files.containers import sniff
-from models.files.errors import CorruptFileError, ImageTooLargeError, TruncatedFileError
+from models.files.containers import decoder_errors, open_image, sniff
 from service.errors import ServiceError
 
 FIELD = "image"
@@ -62,28 +60,12 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 def decode_hr(data: bytes, *, max_pixels: int) -> np.ndarray:
     """An uploaded photo as (H, W, 3) uint8; the pixel count is checked before decoding."""
     fmt = sniff(data)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=[fmt.upper()])
-            w, h = image.size
-            if w * h > max_pixels:
-                raise ImageTooLargeError(f"image of {w}x{h} ({w * h:,} pixels) is over the {max_pixels:,}-pixel limit")
-            if getattr(image, "n_frames", 1) > 1:
-                image.seek(0)  # animated: the first frame
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            return np.ascontiguousarray(_to_rgb(image))
-    except ImageTooLargeError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(str(exc)) from exc
-    except OSError as exc:
-        if "truncated" in str(exc):
-            raise TruncatedFileError(f"truncated {fmt.upper()}: {exc}") from exc
-        raise CorruptFileError(f"cannot decode {fmt.upper()}: {exc}") from exc
-    except (SyntaxError, ValueError, EOFError) as exc:
-        raise CorruptFileError(f"cannot decode {fmt.upper()}: {exc}") from exc
+    with decoder_errors(fmt):
+        _, image = open_image(data, max_pixels=max_pixels)
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)  # animated: the first frame
+        image.load()
+        return np.ascontiguousarray(_to_rgb(ImageOps.exif_transpose(image)))
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -8,6 +8,8 @@ import io
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import piexif
@@ -106,27 +108,46 @@ def _exif_text(image: Image.Image) -> str | None:
         raise CorruptFileError(f"unreadable EXIF: {type(exc).__name__}: {exc}") from exc
 
 
-def read_image(data: bytes, *, max_pixels: int) -> tuple[str, np.ndarray, np.ndarray | None, str | None]:
-    """-> (format, RGB (h, w, 3) uint8, alpha (h, w) uint8 or None, header text or None)."""
-    fmt = sniff(data)
+@contextmanager
+def decoder_errors(fmt: str) -> Iterator[None]:
+    """Every way Pillow fails on a stream, as the FileFormatError that names it."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=[fmt.upper()])
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageTooLargeError(f"image of {width}x{height} is over the {max_pixels:,}-pixel limit")
-            image.load()
+            yield
     except ImageTooLargeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"image is over the pixel limit: {exc}") from exc
     except OSError as exc:
-        if "truncated" in str(exc) or isinstance(exc, EOFError):
+        if "truncated" in str(exc):
             raise TruncatedFileError(f"truncated {fmt.upper()}: {exc}") from exc
         raise CorruptFileError(f"cannot decode {fmt.upper()}: {exc}") from exc
     except (SyntaxError, ValueError, zlib.error, EOFError, struct.error) as exc:
         raise CorruptFileError(f"cannot decode {fmt.upper()}: {exc}") from exc
+
+
+def open_image(data: bytes, *, max_pixels: int) -> tuple[str, Image.Image]:
+    """Sniff and open lazily; the pixel count comes from the header and is checked before any decoding.
+
+    Call inside `decoder_errors(fmt)`; the caller decodes with `load()`.
+    """
+    fmt = sniff(data)
+    image = Image.open(io.BytesIO(data), formats=[fmt.upper()])
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image of {width}x{height} ({width * height:,} pixels) is over the {max_pixels:,}-pixel limit"
+        )
+    return fmt, image
+
+
+def read_image(data: bytes, *, max_pixels: int) -> tuple[str, np.ndarray, np.ndarray | None, str | None]:
+    """-> (format, RGB (h, w, 3) uint8, alpha (h, w) uint8 or None, header text or None)."""
+    fmt = sniff(data)
+    with decoder_errors(fmt):
+        _, image = open_image(data, max_pixels=max_pixels)
+        image.load()
     text = _png_text(image) if fmt == "png" else _exif_text(image)
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     pixels = np.array(image.convert("RGBA" if has_alpha else "RGB"))
