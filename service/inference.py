@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from models.registry import Entry
 from service import metrics
 from service.batcher import BatchTiming, DeadlineExceededError, QueueFullError, ShuttingDownError
 from service.errors import ServiceError
@@ -76,3 +77,17 @@ async def run_model(
     timings.add("model", min(batch_timing.model_s, elapsed))
     timings.add("queue", max(0.0, elapsed - batch_timing.model_s))
     return outputs
+
+
+def finish(endpoint: str, entry: Entry, size: tuple[int, int], timings: Timings) -> dict[str, str]:
+    """Count the image and describe the result in response headers; `size` is (H, W) of the HR."""
+    h, w = size
+    metrics.IMAGES.labels(endpoint).inc()
+    metrics.MEGAPIXELS.labels(endpoint).inc(h * w / 1e6)
+    return {
+        "X-Rescale-Variant": entry.config.variant,
+        "X-Rescale-Scale": str(entry.config.scale),
+        "X-Rescale-Original-Size": f"{w}x{h}",
+        "X-Rescale-Weights-Id": entry.weights_id,
+        "Server-Timing": timings.header(),
+    }

@@ -5,10 +5,9 @@ from fastapi import APIRouter, Query, Request, Response
 
 from models import files
 from models.pipeline import plan_downscale
-from service import metrics
 from service.catalogue import MODELS
 from service.errors import ServiceError
-from service.inference import Timings, run_model
+from service.inference import Timings, finish, run_model
 from service.routers.uploads_doc import ERROR_RESPONSES, IMAGE_BODY
 from service.runtime import RuntimeDep
 from service.uploads import decode_hr, read_upload
@@ -47,7 +46,7 @@ async def downscale(
     image = await timings.timed(
         "decode", runtime.in_codec_pool(decode_hr, data, max_pixels=runtime.settings.max_pixels)
     )
-    inputs, assemble = plan_downscale(entry.config, image, runtime.tiling)
+    inputs, assemble = await runtime.in_codec_pool(plan_downscale, entry.config, image, runtime.tiling)
     outputs = await run_model(runtime, request, "encode", entry.weights_id, inputs, timings)
     body = await timings.timed(
         "encode",
@@ -62,17 +61,8 @@ async def downscale(
             )
         ),
     )
-    h, w = image.shape[:2]
-    metrics.IMAGES.labels("downscale").inc()
-    metrics.MEGAPIXELS.labels("downscale").inc(h * w / 1e6)
     return Response(
         body,
         media_type=files.MEDIA_TYPES[format.value],
-        headers={
-            "X-Rescale-Variant": entry.config.variant,
-            "X-Rescale-Scale": str(int(scale)),
-            "X-Rescale-Original-Size": f"{w}x{h}",
-            "X-Rescale-Weights-Id": entry.weights_id,
-            "Server-Timing": timings.header(),
-        },
+        headers=finish("downscale", entry, image.shape[:2], timings),
     )

@@ -3,10 +3,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from models import files
-from models.files.errors import NotRescaledError
+from models.files.errors import ImageTooLargeError, NotRescaledError
 from models.pipeline import plan_upscale
-from service import metrics
-from service.inference import Timings, run_model
+from service.inference import Timings, finish, run_model
 from service.routers.downscale import Mode, ModelName, Scale
 from service.routers.uploads_doc import ERROR_RESPONSES, IMAGE_BODY
 from service.runtime import RuntimeDep
@@ -47,25 +46,13 @@ async def upscale(
             "pass best_effort=true with scale (and mode/model) to upscale it with z = 0"
         )
     downscaled = decoded.downscaled(entry.config.scale)
-    if downscaled.hr_size[0] * downscaled.hr_size[1] > runtime.settings.max_pixels:
-        raise files.errors.ImageTooLargeError(
-            f"upscaled size {downscaled.hr_size[1]}x{downscaled.hr_size[0]} is over the "
-            f"{runtime.settings.max_pixels:,}-pixel limit"
-        )
-    inputs, assemble = plan_upscale(entry.config, downscaled, runtime.tiling)
+    h, w = downscaled.hr_size
+    if h * w > runtime.settings.max_pixels:
+        raise ImageTooLargeError(f"upscaled size {w}x{h} is over the {runtime.settings.max_pixels:,}-pixel limit")
+    inputs, assemble = await runtime.in_codec_pool(plan_upscale, entry.config, downscaled, runtime.tiling)
     outputs = await run_model(runtime, request, "decode", entry.weights_id, inputs, timings)
-    hr = assemble(outputs)
-    body = await timings.timed("encode", runtime.in_codec_pool(encode_png, hr))
-    h, w = hr.shape[:2]
-    metrics.IMAGES.labels("upscale").inc()
-    metrics.MEGAPIXELS.labels("upscale").inc(h * w / 1e6)
-    headers = {
-        "X-Rescale-Variant": entry.config.variant,
-        "X-Rescale-Scale": str(entry.config.scale),
-        "X-Rescale-Original-Size": f"{w}x{h}",
-        "X-Rescale-Weights-Id": entry.weights_id,
-        "Server-Timing": timings.header(),
-    }
+    body = await timings.timed("encode", runtime.in_codec_pool(lambda: encode_png(assemble(outputs))))
+    headers = finish("upscale", entry, (h, w), timings)
     if decoded.degraded:
         headers["X-Rescale-Degraded"] = ",".join(decoded.degraded)
     return Response(body, media_type="image/png", headers=headers)
