@@ -11,7 +11,7 @@ from models import evaluate, files, publish, train
 from models.bicubic import bicubic_round_trip, modcrop
 from models.devices import pick_device
 from models.files.errors import NotRescaledError
-from models.images import load_rgb
+from models.images import list_images, load_rgb
 from models.metrics import psnr_y, ssim_y
 from models.pipeline import DEFAULT_OVERLAP_LR, DEFAULT_TILE_LR, Tiling, downscale_image, upscale_image
 from models.registry import Registry, UnknownWeightsError
@@ -91,7 +91,7 @@ def _eval(args: argparse.Namespace) -> int:
     print(md.read_text())
     print(f"wrote {md} and {js}")
     if args.figure:
-        image = Path(args.figure_image) if args.figure_image else sorted(folders[0].iterdir())[0]
+        image = Path(args.figure_image) if args.figure_image else list_images(folders[0])[0]
         path = evaluate.figure(
             image_path=image, entries=entries, registry=registry, scales=args.scales, device=device, out=Path(args.out)
         )
