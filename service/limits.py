@@ -1,8 +1,14 @@
-"""Upload size limit enforced on the byte stream (Starlette has none of its own)."""
+"""Pure ASGI middleware: the upload size limit (Starlette has none of its own) and request metrics.
+
+Pure ASGI rather than BaseHTTPMiddleware, so handlers still see client disconnects.
+"""
 
 import json
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import metrics
 
 
 class BodyTooLargeError(Exception):
@@ -60,3 +66,31 @@ class BodySizeLimit:
         except BodyTooLargeError:
             if not started:
                 await self._reject(send)
+
+
+class RequestMetrics:
+    """Counts requests by endpoint and status and observes their latency."""
+
+    def __init__(self, app: ASGIApp, endpoints: set[str]) -> None:
+        self.app = app
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            endpoint = scope["path"] if scope["path"] in self.endpoints else "other"
+            metrics.REQUESTS.labels(endpoint, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - start)

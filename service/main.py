@@ -1,14 +1,12 @@
 """The FastAPI app: `uvicorn service.main:app` or `rescale serve`."""
 
 import logging
-import time
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
-from service import metrics
 from service.errors import install_error_handlers
-from service.limits import BodySizeLimit
+from service.limits import BodySizeLimit, RequestMetrics
 from service.routers import downscale, health, models, upscale
 from service.routers import metrics as metrics_router
 from service.runtime import Runtime
@@ -36,16 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (downscale.router, upscale.router, health.router, models.router, metrics_router.router):
         app.include_router(router)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        endpoint = request.url.path if request.url.path in ENDPOINTS else "other"
-        metrics.REQUESTS.labels(endpoint, str(response.status_code)).inc()
-        metrics.REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - start)
-        return response
-
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestMetrics, endpoints=ENDPOINTS)  # outermost: counts the 413s too
     _document_errors(app)
     logging.basicConfig(level=settings.log_level.upper())
     return app

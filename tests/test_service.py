@@ -216,6 +216,7 @@ def metric(text: str, name: str) -> float:
 def test_concurrent_requests_form_batches(weights, photo):
     with running_server(settings_for(weights, max_batch_wait_ms=300, max_batch_size=8)) as base:
         body = png_bytes(photo)
+        before = httpx.get(f"{base}/metrics").text
 
         def one(_):
             with httpx.Client(base_url=base, timeout=60) as c:
@@ -224,8 +225,10 @@ def test_concurrent_requests_form_batches(weights, photo):
         with ThreadPoolExecutor(8) as pool:
             assert list(pool.map(one, range(8))) == [200] * 8
         text = httpx.get(f"{base}/metrics").text
-    batches, inputs = metric(text, "rescale_batch_size_count"), metric(text, "rescale_batch_size_sum")
-    assert inputs >= 8 and batches < inputs  # several inputs shared a batch
+    batches = metric(text, "rescale_batch_size_count") - metric(before, "rescale_batch_size_count")
+    inputs = metric(text, "rescale_batch_size_sum") - metric(before, "rescale_batch_size_sum")
+    assert inputs == 8  # a 90x70 photo is one tile of LR 45x35
+    assert batches <= 4  # inputs from different requests shared batches
     assert 'rescale_requests_total{endpoint="/downscale",status="200"}' in text
 
 
@@ -262,3 +265,29 @@ def test_schemathesis_finds_no_server_errors(url):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_requests_whose_client_left_are_dropped_before_the_model(weights, photo):
+    import socket
+    import time
+
+    with running_server(settings_for(weights, max_batch_wait_ms=3000, max_batch_size=8)) as base:
+        host, port = base.removeprefix("http://").split(":")
+        body = png_bytes(photo)
+        before = httpx.get(f"{base}/metrics").text
+        head = (
+            f"POST /downscale?scale=2&mode=plain HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(head + body)
+            time.sleep(0.5)  # queued, waiting for a batch
+        time.sleep(3.5)  # the batch window closes; the worker finds the input cancelled
+        text = httpx.get(f"{base}/metrics").text
+
+    def dropped(t: str) -> float:
+        found = re.search(r'^rescale_dropped_total\{reason="cancelled"\} ([\d.]+)$', t, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    assert dropped(text) - dropped(before) == 1
+    assert metric(text, "rescale_batch_size_count") == metric(before, "rescale_batch_size_count")  # no model run
