@@ -21,7 +21,7 @@ from models.rescaler import VARIANTS
 def _setup(args: argparse.Namespace) -> tuple[Registry, torch.device]:
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    return Registry(args.weights), pick_device(args.device)
+    return Registry(args.weights, include_shipped=not args.no_shipped), pick_device(args.device)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -150,6 +150,7 @@ def _tiling_options(p: argparse.ArgumentParser) -> None:
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", nargs="*", default=[], help="model folders to use besides the shipped ones")
+    p.add_argument("--no-shipped", action="store_true", help="use only the --weights folders")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 

@@ -85,7 +85,7 @@ def test_cli_eval_rows_for_formats_and_damage(model_folder, photo, tmp_path):
     folders = [model_folder("irn-m", 2), model_folder("irn-a", 2)]
     out = tmp_path / "report"
     argv = ["eval", "--data", str(data), "--scales", "2", "--out", str(out), "--formats", "png", "jpeg", "--damaged"]
-    assert main(argv + ["--weights", *map(str, folders)]) == 0
+    assert main(argv + ["--no-shipped", "--weights", *map(str, folders)]) == 0
     rows = {r["method"]: r["sets"]["set"] for r in json.loads((out / "results.json").read_text())}
     assert list(rows) == [
         "Bicubic",
@@ -106,7 +106,19 @@ def test_cli_eval_writes_table_and_figure(model_folder, photo, tmp_path, capsys)
     Image.fromarray(photo[:64, :48]).save(data / "b.png")
     folder = model_folder("irn-a", 2)
     out = tmp_path / "report"
-    argv = ["eval", "--data", str(data), "--scales", "2", "--weights", str(folder), "--out", str(out), "--figure"]
+    argv = [
+        "eval",
+        "--data",
+        str(data),
+        "--scales",
+        "2",
+        "--no-shipped",
+        "--weights",
+        str(folder),
+        "--out",
+        str(out),
+        "--figure",
+    ]
     assert main(argv) == 0
     rows = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in rows if r["scale"] == 2][:1] == ["Bicubic"]
