@@ -10,6 +10,7 @@ before they cost model time.
 """
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -86,6 +87,7 @@ class Batcher:
         self._stopping = False
         self._accepting = True
         self._threads: list[threading.Thread] = []
+        self._batch_ids = itertools.count()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -148,7 +150,8 @@ class Batcher:
             raise
         if timing is not None:
             timing.queue_s = max(r[1] for r in results)
-            timing.model_s = sum(r[2] for r in results) / max(1, len(results))
+            # Inputs of one request may share batches: count each batch once.
+            timing.model_s = sum({r[3]: r[2] for r in results}.values())
         return [r[0] for r in results]
 
     # -- the worker ------------------------------------------------------------------------
@@ -214,8 +217,9 @@ class Batcher:
             for item in live:
                 self._process([item], device)
             return
+        batch_id = next(self._batch_ids)
         for item, out in zip(live, outputs, strict=True):
-            _resolve(item, value=(out, now - item.enqueued, seconds))
+            _resolve(item, value=(out, now - item.enqueued, seconds, batch_id))
 
     def _forward(self, items: list[Item], device: torch.device) -> tuple[list, float]:
         op, wid = items[0].op, items[0].weights_id
