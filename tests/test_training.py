@@ -125,44 +125,24 @@ def test_patch_sampler_skips_flat_patches(tmp_path):
     assert sampler.skipped > 0
 
 
-def test_train_command_resumes_and_exports(tmp_path, photo, capsys):
+def tiny_run_args(variant: str, photo, tmp_path, steps: int) -> list[str]:
+    """`rescale train` flags for a one-block model on one photo, written to tmp_path/run."""
     from PIL import Image
 
     data = tmp_path / "photos"
-    data.mkdir()
-    Image.fromarray(photo).save(data / "a.png")
+    if not data.is_dir():
+        data.mkdir()
+        Image.fromarray(photo).save(data / "a.png")
+    sizes = ["--blocks-per-level", "1", "--growth", "4", "--codec-hidden", "8", "--patch", "32", "--batch-size", "2"]
+    run = ["--steps", str(steps), "--out", str(tmp_path / "run"), "--train-dirs", str(data)]
+    return ["train", "--variant", variant, "--scale", "2", *sizes, *run]
+
+
+def test_train_command_resumes_and_exports(tmp_path, photo, capsys):
     out_dir = tmp_path / "run"
-
-    def args(steps: int) -> list[str]:
-        return [
-            "train",
-            "--variant",
-            "irn-m",
-            "--scale",
-            "2",
-            "--blocks-per-level",
-            "1",
-            "--growth",
-            "4",
-            "--codec-hidden",
-            "8",
-            "--patch",
-            "32",
-            "--batch-size",
-            "2",
-            "--steps",
-            str(steps),
-            "--codec-pretrain-steps",
-            "2",
-            "--out",
-            str(out_dir),
-            "--train-dirs",
-            str(data),
-        ]
-
-    assert main(args(3)) == 0
+    assert main([*tiny_run_args("irn-m", photo, tmp_path, 3), "--codec-pretrain-steps", "2"]) == 0
     assert (out_dir / "loss.png").is_file() and (out_dir / "model.safetensors").is_file()
-    assert main(args(5)) == 0
+    assert main([*tiny_run_args("irn-m", photo, tmp_path, 5), "--codec-pretrain-steps", "2"]) == 0
     assert "resumed at step 3" in capsys.readouterr().out
     training = json.loads((out_dir / "config.json").read_text())["training"]
     assert training["steps"] == 5 and training["codec_pretrain_steps"] == 2
@@ -173,43 +153,9 @@ def test_torchrun_trains_with_two_processes(tmp_path, photo):
     import subprocess
     import sys
 
-    from PIL import Image
-
-    data = tmp_path / "photos"
-    data.mkdir()
-    Image.fromarray(photo).save(data / "a.png")
-    out_dir = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--standalone",
-        "-m",
-        "models",
-        "train",
-        "--variant",
-        "irn",
-        "--scale",
-        "2",
-        "--blocks-per-level",
-        "1",
-        "--growth",
-        "4",
-        "--patch",
-        "32",
-        "--batch-size",
-        "2",
-        "--steps",
-        "3",
-        "--threads",
-        "1",
-        "--out",
-        str(out_dir),
-        "--train-dirs",
-        str(data),
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "models"]
+    cmd = [*torchrun, *tiny_run_args("irn", photo, tmp_path, 3), "--threads", "1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    training = json.loads((out_dir / "config.json").read_text())["training"]
+    training = json.loads((tmp_path / "run" / "config.json").read_text())["training"]
     assert training["world_size"] == 2 and training["steps"] == 3
