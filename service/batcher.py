@@ -128,13 +128,18 @@ class Batcher:
     async def run(
         self, op: str, weights_id: str, payloads: list, *, deadline: float, timing: BatchTiming | None = None
     ) -> list:
-        """Queue every payload, wait for all of them; cancelling the caller drops what has not run."""
+        """Queue every payload, wait for all of them; cancelling the caller drops what has not run.
+
+        Raises QueueFullError when the queue already holds `max_queue` inputs.
+        """
         if not self._accepting:
             raise ShuttingDownError("the service is shutting down")
         loop = asyncio.get_running_loop()
         items = [Item(op, weights_id, p, loop.create_future(), loop, deadline) for p in payloads]
         with self._cond:
-            if self._depth + len(items) > self.max_queue:
+            # A request starts whenever the queue has room; its own tiles may overshoot (by at most
+            # what RESCALE_MAX_PIXELS allows), so a big image is never refused by an empty queue.
+            if self._depth >= self.max_queue:
                 metrics.REJECTED.inc()
                 raise QueueFullError(f"the queue holds {self._depth} of {self.max_queue} inputs")
             for item in items:

@@ -87,9 +87,13 @@ def test_queue_bound_deadline_and_shutdown():
     model = FakeModel()
 
     async def go():
-        batcher = make(model, max_queue=3, max_wait_s=0.2)
-        with pytest.raises(QueueFullError, match="the queue holds 0 of 3 inputs"):
-            await submit(batcher, inputs(4))
+        batcher = make(model, max_queue=3, max_wait_s=0.3, max_batch=8)
+        waiting = asyncio.create_task(submit(batcher, inputs(5)))  # an empty queue takes a big request
+        await asyncio.sleep(0.05)
+        with pytest.raises(QueueFullError, match="the queue holds 5 of 3 inputs"):
+            await submit(batcher, inputs(1))
+        assert len(await waiting) == 5
+        model.batches.clear()
         with pytest.raises(DeadlineExceededError):
             await submit(batcher, inputs(1), deadline_s=0.05)
         assert await batcher.drain(5)

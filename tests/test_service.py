@@ -3,6 +3,7 @@
 import io
 import re
 import struct
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -233,10 +234,21 @@ def test_concurrent_requests_form_batches(weights, photo):
 
 
 def test_full_queue_answers_503_with_retry_after(weights, photo):
-    with running_server(settings_for(weights, max_queue=1, tile_lr=16, tile_overlap_lr=4)) as base:
-        response = post_image(httpx.Client(base_url=base), "/downscale", png_bytes(photo), {"scale": 2})
-    assert response.status_code == 503
-    assert response.json()["code"] == "queue_full" and response.headers["retry-after"] == "2"
+    overrides = dict(max_queue=1, tile_lr=16, tile_overlap_lr=4, max_batch_size=64, max_batch_wait_ms=1500)
+    with running_server(settings_for(weights, **overrides)) as base:
+        body = png_bytes(photo)
+
+        def one(delay: float):
+            time.sleep(delay)
+            with httpx.Client(base_url=base, timeout=60) as c:
+                return post_image(c, "/downscale", body, {"scale": 2})
+
+        with ThreadPoolExecutor(2) as pool:
+            first, second = pool.map(one, [0.0, 0.5])  # the first request's 9 tiles wait for their batch
+    assert first.status_code == 200  # an empty queue takes a request of any size
+    assert second.status_code == 503
+    assert second.json()["code"] == "queue_full" and second.headers["retry-after"] == "2"
+    assert "the queue holds 9 of 1 inputs" in second.json()["message"]
 
 
 def test_schemathesis_finds_no_server_errors(url):
@@ -269,7 +281,6 @@ def test_schemathesis_finds_no_server_errors(url):
 
 def test_requests_whose_client_left_are_dropped_before_the_model(weights, photo):
     import socket
-    import time
 
     with running_server(settings_for(weights, max_batch_wait_ms=3000, max_batch_size=8)) as base:
         host, port = base.removeprefix("http://").split(":")
