@@ -17,7 +17,7 @@ from PIL import Image
 
 from models import files
 from models.bicubic import bicubic_round_trip, modcrop
-from models.files.containers import CHUNK_KEY, write_png
+from models.files.containers import png_header_text, write_png
 from models.images import list_images, load_rgb
 from models.metrics import psnr_y, ssim_y
 from models.pipeline import downscale_image, upscale_image
@@ -72,7 +72,7 @@ def damage_file(data: bytes, damage: str) -> bytes:
     """What a CDN or an image tool does to a PNG: strip its metadata, or drop its alpha."""
     with Image.open(io.BytesIO(data)) as image:
         pixels = np.array(image)
-        text = image.text.get(CHUNK_KEY, "")
+        text = png_header_text(image) or ""
     if damage == "strip-metadata":
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG")

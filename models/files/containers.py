@@ -81,7 +81,8 @@ def write_lossy(rgb: np.ndarray, text: str, fmt: str, quality: int) -> bytes:
 # -- reading -------------------------------------------------------------------------------
 
 
-def _png_text(image: Image.Image) -> str | None:
+def png_header_text(image: Image.Image) -> str | None:
+    """The header text of a PNG, joined from its `rescale`, `rescale/1`, ... chunks; None if absent."""
     text = getattr(image, "text", {})
     if CHUNK_KEY not in text:
         return None
@@ -148,7 +149,7 @@ def read_image(data: bytes, *, max_pixels: int) -> tuple[str, np.ndarray, np.nda
     with decoder_errors(fmt):
         _, image = open_image(data, max_pixels=max_pixels)
         image.load()
-    text = _png_text(image) if fmt == "png" else _exif_text(image)
+    text = png_header_text(image) if fmt == "png" else _exif_text(image)
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     pixels = np.array(image.convert("RGBA" if has_alpha else "RGB"))
     alpha = pixels[..., 3].copy() if has_alpha else None
