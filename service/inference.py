@@ -13,11 +13,7 @@ from service.errors import ServiceError
 from service.runtime import Runtime
 
 DISCONNECT_POLL_S = 0.25
-CLIENT_CLOSED = 499  # nginx's code for a request whose client went away
-
-
-class ClientGoneError(Exception):
-    pass
+CLIENT_CLOSED = 499  # nginx's code for a request whose client went away: counted, never a 5xx
 
 
 @dataclass
@@ -58,7 +54,7 @@ async def run_model(
                 break
             if await request.is_disconnected():
                 task.cancel()
-                raise ClientGoneError()
+                raise ServiceError(CLIENT_CLOSED, "client_closed_request", "the client went away")
             if time.monotonic() > deadline:
                 task.cancel()
                 raise DeadlineExceededError("the request took longer than its deadline")

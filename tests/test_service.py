@@ -301,4 +301,5 @@ def test_requests_whose_client_left_are_dropped_before_the_model(weights, photo)
         return float(found.group(1)) if found else 0.0
 
     assert dropped(text) - dropped(before) == 1
+    assert 'rescale_requests_total{endpoint="/downscale",status="499"}' in text  # not counted as a 5xx
     assert metric(text, "rescale_batch_size_count") == metric(before, "rescale_batch_size_count")  # no model run
