@@ -2,9 +2,8 @@
 
 import asyncio
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 import torch
@@ -38,7 +37,6 @@ class Runtime:
     codec_pool: ThreadPoolExecutor
     devices: list[torch.device]
     tiling: Tiling
-    started: float = field(default_factory=time.monotonic)
 
     @classmethod
     def start(cls, settings: Settings) -> "Runtime":
