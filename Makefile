@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SAMPLE ?= ../shared/data/eval/sheep.png
 
-.PHONY: serve demo test train-x2-a train-x4-a clean
+.PHONY: serve demo test retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,11 +24,39 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
-train-x2-a: $(STAMP)
-	$(VENV)/bin/rescale train --config models/configs/irn-a-x2.toml
+# Retraining the shipped set from scratch (seed 0 in every config; 1 thread each, two runs can share
+# a 2-core machine). Each command resumes its run when interrupted. `make retrain` runs them in order.
+TRAIN = $(VENV)/bin/rescale train --threads $(THREADS)
+THREADS ?= 1
 
-train-x4-a: $(STAMP)
-	$(VENV)/bin/rescale train --config models/configs/irn-a-x4.toml --init-from runs/irn-a-x2
+train-irn-x2 train-irn-a-x2 train-irn-x4: train-%: $(STAMP)
+	$(TRAIN) --config models/configs/$*.toml
+
+# x4 IRN-A starts from the x2 IRN-A run at step 1284 (same seed and schedule, stopped early)
+runs/irn-a-x2-at-1284/model.safetensors: $(STAMP)
+	$(TRAIN) --config models/configs/irn-a-x2.toml --stop-at 1284 --out runs/irn-a-x2-at-1284
+
+train-irn-a-x4: runs/irn-a-x2-at-1284/model.safetensors
+	$(TRAIN) --config models/configs/irn-a-x4.toml
+
+train-irn-m-x2: train-irn-x2
+	$(TRAIN) --config models/configs/irn-m-x2.toml
+
+train-irn-m-x4: train-irn-x4
+	$(TRAIN) --config models/configs/irn-m-x4.toml
+
+SHIPPED_RUNS = irn-x2 irn-a-x2 irn-m-x2 irn-x4 irn-a-x4 irn-m-x4
+retrain: $(addprefix train-,$(SHIPPED_RUNS))
+
+publish: $(STAMP)
+	for run in $(SHIPPED_RUNS); do $(VENV)/bin/rescale publish runs/$$run || exit 1; done
+
+# docs/results.md: Table 3 on eval/ and the PyPI pool at x2 and x4, files in every format, damaged files,
+# the figure and the loss curves; also records each shipped model's figures in the manifest.
+report: $(STAMP)
+	$(VENV)/bin/pip install --quiet -e '.[eval]'
+	$(VENV)/bin/rescale eval --data ../shared/data/eval pypi --scales 2 4 --formats png jpeg webp --damaged \
+		--figure --figure-image ../shared/data/eval/rocks.png --manifest --out docs/results --report docs/results.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

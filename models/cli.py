@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from models import evaluate, files, publish, train
+from models import evaluate, files, pools, publish, report, train
 from models.bicubic import bicubic_round_trip, modcrop
 from models.devices import pick_device
 from models.files.errors import NotRescaledError
-from models.images import list_images, load_rgb
+from models.images import load_rgb
 from models.metrics import psnr_y, ssim_y
 from models.pipeline import DEFAULT_OVERLAP_LR, DEFAULT_TILE_LR, Tiling, downscale_image, upscale_image
 from models.registry import Registry, UnknownWeightsError
@@ -73,10 +73,11 @@ def _upscale(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     registry, device = _setup(args)
-    folders = [Path(f) for f in args.data]
+    sets = [pools.image_set(source) for source in args.data]
+    names = [s.name for s in sets]
     entries = evaluate.select_entries(registry, args.variants, args.scales)
     rows = evaluate.evaluate(
-        folders=folders,
+        sets=sets,
         entries=entries,
         registry=registry,
         scales=args.scales,
@@ -85,15 +86,31 @@ def _eval(args: argparse.Namespace) -> int:
         formats=args.formats,
         damaged=args.damaged,
     )
-    md, js = evaluate.write_report(rows, folders, Path(args.out))
+    md, js = evaluate.write_tables(rows, names, Path(args.out))
     if args.manifest:
         print(f"manifest eval figures updated for: {', '.join(publish.record_eval(rows)) or 'none'}")
     print(md.read_text())
     print(f"wrote {md} and {js}")
+    figure = None
     if args.figure:
-        image = Path(args.figure_image) if args.figure_image else list_images(folders[0])[0]
-        path = evaluate.figure(
+        image = Path(args.figure_image) if args.figure_image else sets[0].paths[0]
+        figure = evaluate.figure(
             image_path=image, entries=entries, registry=registry, scales=args.scales, device=device, out=Path(args.out)
+        )
+        print(f"wrote {figure}")
+    if args.report:
+        ids = {e.weights_id for e in entries}
+        path = report.write_report(
+            report=Path(args.report),
+            rows=rows,
+            set_names=names,
+            models=[m for m in publish.read_manifest()["models"] if m["weights_id"] in ids],
+            figure=figure,
+            loss_curves={
+                f"{e.config.variant} x{e.config.scale}": e.folder / publish.LOSS_PLOT
+                for e in entries
+                if (e.folder / publish.LOSS_PLOT).is_file()
+            },
         )
         print(f"wrote {path}")
     return 0
@@ -203,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("eval", help="PSNR/SSIM table (paper's Table 3) through the saved files")
-    p.add_argument("--data", nargs="+", required=True, help="folders of HR images, one column each")
+    p.add_argument(
+        "--data", nargs="+", required=True, help=f"folders of HR images, or {pools.PYPI} (photos in PyPI packages)"
+    )
     p.add_argument("--scales", type=int, nargs="+", default=[2, 4], choices=(2, 4))
     p.add_argument("--variants", nargs="*", choices=VARIANTS, default=None, help="default: every loaded variant")
     p.add_argument("--out", default="runs/eval", help="folder for results.md, results.json, figure.png")
@@ -213,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", action="store_true", help="record the shipped models' figures in the manifest")
     p.add_argument("--figure", action="store_true", help="also write a Fig.-2-style crop comparison")
     p.add_argument("--figure-image", default=None, help="image for --figure (default: first of the first folder)")
+    p.add_argument("--report", default=None, help="also write the full report (e.g. docs/results.md)")
     _model_options(p)
     p.set_defaults(func=_eval)
     return parser

@@ -18,9 +18,10 @@ from PIL import Image
 from models import files
 from models.bicubic import bicubic_round_trip, modcrop
 from models.files.containers import png_header_text, write_png
-from models.images import list_images, load_rgb
+from models.images import load_rgb
 from models.metrics import psnr_y, ssim_y
 from models.pipeline import downscale_image, upscale_image
+from models.pools import ImageSet
 from models.registry import Entry, Registry
 from models.rescaler import VARIANTS, Rescaler
 
@@ -83,12 +84,15 @@ def damage_file(data: bytes, damage: str) -> bytes:
 
 
 def round_trip_file(
-    model: Rescaler, entry: Entry, image: np.ndarray, method: Method | None = None
+    model: Rescaler, entry: Entry, image: np.ndarray, method: Method | None = None, downscaled=None
 ) -> tuple[np.ndarray, int]:
-    """The product's path for one image: returns the upscaled HR and the stored file size."""
+    """The product's path for one image: returns the upscaled HR and the stored file size.
+
+    `downscaled` (from `downscale_image(model, image)`) lets several methods share one forward pass.
+    """
     method = method or Method(entry)
     data = files.encode(
-        downscale_image(model, image),
+        downscaled if downscaled is not None else downscale_image(model, image),
         variant=entry.config.variant,
         scale=entry.config.scale,
         weights_id=entry.weights_id,
@@ -98,14 +102,15 @@ def round_trip_file(
     size = len(data)
     if method.damage:
         data = damage_file(data, method.damage)
-    downscaled = files.decode(data).downscaled(entry.config.scale)
-    return upscale_image(model, downscaled)[: image.shape[0], : image.shape[1]], size
+    decoded = files.decode(data).downscaled(entry.config.scale)
+    return upscale_image(model, decoded)[: image.shape[0], : image.shape[1]], size
 
 
 def methods_for(entry: Entry, formats: list[str], damaged: bool) -> list[Method]:
+    """Lossy-format rows for the -M models, whose JPEG/WebP files the service sells (-A needs PNG)."""
     out = []
     for fmt in formats:
-        if fmt == "png" or not entry.config.alpha:
+        if fmt == "png" or entry.config.metadata:
             out.append(Method(entry, format=fmt))
     if damaged and entry.config.metadata:
         out.append(Method(entry, damage="strip-metadata"))
@@ -116,7 +121,7 @@ def methods_for(entry: Entry, formats: list[str], damaged: bool) -> list[Method]
 
 def evaluate(
     *,
-    folders: list[Path],
+    sets: list[ImageSet],
     entries: list[Entry],
     registry: Registry,
     scales: list[int],
@@ -128,57 +133,60 @@ def evaluate(
 ) -> list[dict]:
     rows: list[dict] = []
     for scale in scales:
-        methods = [Method(None)]
-        for entry in (e for e in entries if e.config.scale == scale):
-            methods += methods_for(entry, formats or ["png"], damaged)
-        for method in methods:
-            entry = method.entry
+        groups: list[tuple[Entry | None, list[Method]]] = [(None, [Method(None)])]
+        groups += [(e, methods_for(e, formats or ["png"], damaged)) for e in entries if e.config.scale == scale]
+        for entry, methods in groups:
             model = None if entry is None else registry.model(entry.weights_id, device)
-            row = {
-                "method": method.name,
-                "scale": scale,
-                "format": None if entry is None else method.format,
-                "damage": method.damage,
-                "weights_id": None if entry is None else entry.weights_id,
-                "sets": {},
-            }
-            for folder in folders:
-                score = Score()
-                for path in list_images(folder)[:limit]:
+            sets_scores: dict[str, list[Score]] = {}
+            for image_set in sets:
+                scores = sets_scores[image_set.name] = [Score() for _ in methods]
+                for path in image_set.paths[:limit]:
                     hr = modcrop(load_rgb(path), scale)
                     if model is None:
-                        score.add(hr, bicubic_round_trip(hr, scale), scale)
-                    else:
-                        out, size = round_trip_file(model, entry, hr, method)
+                        scores[0].add(hr, bicubic_round_trip(hr, scale), scale)
+                        continue
+                    downscaled = downscale_image(model, hr)  # one forward pass for all of this model's rows
+                    for method, score in zip(methods, scores, strict=True):
+                        out, size = round_trip_file(model, entry, hr, method, downscaled)
                         score.add(hr, out, scale, size)
-                row["sets"][folder.name] = score.summary()
-                s = row["sets"][folder.name]
-                log(f"x{scale} {method.name:<28} {folder.name:<12} {s['psnr']:.2f} dB / {s['ssim']:.4f}")
-            rows.append(row)
+            for i, method in enumerate(methods):
+                row = {
+                    "method": method.name,
+                    "scale": scale,
+                    "format": None if entry is None else method.format,
+                    "damage": method.damage,
+                    "weights_id": None if entry is None else entry.weights_id,
+                    "sets": {name: scores[i].summary() for name, scores in sets_scores.items()},
+                }
+                for name, s in row["sets"].items():
+                    log(f"x{scale} {method.name:<28} {name:<12} {s['psnr']:.2f} dB / {s['ssim']:.4f}")
+                rows.append(row)
     return rows
 
 
-def markdown_table(rows: list[dict], folders: list[Path]) -> str:
-    names = [f.name for f in folders]
-    head = "| Method | Scale | " + " | ".join(f"{n} PSNR/SSIM | {n} bytes/px" for n in names) + " |"
-    sep = "|---|---|" + "---|---|" * len(names)
-    lines = [head, sep]
+def markdown_table(rows: list[dict], names: list[str]) -> str:
+    """Table 3: a row per method, PSNR / SSIM (gain over bicubic) and bytes per HR pixel per image set."""
+    bicubic = {(r["scale"], n): r["sets"][n]["psnr"] for r in rows if r["method"] == "Bicubic" for n in names}
+    head = "| Method | Scale | " + " | ".join(f"{n}: PSNR / SSIM (vs bicubic) | {n}: bytes/px" for n in names) + " |"
+    lines = [head, "|---|---|" + "---|---|" * len(names)]
     for row in rows:
         cells = []
         for n in names:
             s = row["sets"][n]
+            base = bicubic.get((row["scale"], n))
+            gain = "" if row["method"] == "Bicubic" or base is None else f" ({s['psnr'] - base:+.2f})"
             bpp = "—" if s["bytes_per_px"] is None else f"{s['bytes_per_px']:.3f}"
-            cells += [f"{s['psnr']:.2f} / {s['ssim']:.4f}", bpp]
+            cells += [f"{s['psnr']:.2f} / {s['ssim']:.4f}{gain}", bpp]
         lines.append(f"| {row['method']} | {row['scale']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def write_report(rows: list[dict], folders: list[Path], out: Path) -> tuple[Path, Path]:
+def write_tables(rows: list[dict], names: list[str], out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "results.md", out / "results.json"
     md.write_text(
         "# Rescaling results\n\nPSNR (dB) / SSIM on BT.601 Y, `scale` border pixels cropped, through the saved "
-        "files with z = 0; bytes/px = stored file bytes per HR pixel.\n\n" + markdown_table(rows, folders) + "\n"
+        "files with z = 0; bytes/px = stored file bytes per HR pixel.\n\n" + markdown_table(rows, names) + "\n"
     )
     js.write_text(json.dumps(rows, indent=2) + "\n")
     return md, js

@@ -7,12 +7,15 @@ config, sha256, weights id, size, training data and budget, and the eval figures
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
 
 from models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model, sha256_file
 from models.registry import ID_LENGTH, MANIFEST, SHIPPED
+
+LOSS_PLOT = "loss.png"
 
 
 def read_manifest(path: Path = MANIFEST) -> dict:
@@ -26,6 +29,19 @@ def write_manifest(manifest: dict, path: Path = MANIFEST) -> None:
     os.replace(tmp, path)
 
 
+def warm_start(training: dict) -> str | None:
+    """'<variant> x<scale> at step N (<folder>)' for a run that started from another model folder."""
+    folder = training.get("config", {}).get("init_from")
+    if not folder:
+        return None
+    config_file = Path(folder) / CONFIG_FILE
+    if not config_file.is_file():
+        return str(folder)
+    source = json.loads(config_file.read_text())
+    model, steps = source["model"], source.get("training", {}).get("steps", "?")
+    return f"{model['variant']} x{model['scale']} at step {steps} ({folder})"
+
+
 def publish(run: str | Path, *, name: str | None = None, dest: Path = SHIPPED) -> dict:
     run = Path(run)
     model = load_model(run)
@@ -33,6 +49,8 @@ def publish(run: str | Path, *, name: str | None = None, dest: Path = SHIPPED) -
     name = name or f"{model.config.variant}-x{model.config.scale}"
     folder = dest / name
     save_model(model, folder, dtype=torch.float16, extra={"training": training})
+    if (run / LOSS_PLOT).is_file():
+        shutil.copyfile(run / LOSS_PLOT, folder / LOSS_PLOT)
     sha = sha256_file(folder / WEIGHTS_FILE)
     entry = {
         "name": name,
@@ -44,7 +62,7 @@ def publish(run: str | Path, *, name: str | None = None, dest: Path = SHIPPED) -
         "dtype": "float16",
         "parameters": sum(p.numel() for p in model.parameters()),
         "config": model.config.to_dict(),
-        "training": {k: v for k, v in training.items() if k != "config"},
+        "training": {k: v for k, v in training.items() if k != "config"} | {"init_from": warm_start(training)},
         "eval": {},
     }
     manifest_path = dest / "manifest.json"

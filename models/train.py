@@ -40,6 +40,7 @@ class TrainConfig:
     min_texture: float = 0.04
     # optimisation
     steps: int = 2000
+    stop_at: int | None = None
     lr: float = 2e-4
     lr_schedule: str = "cosine"
     lr_milestones: list[int] = field(default_factory=list)
@@ -75,8 +76,8 @@ class TrainConfig:
     def model_config(self) -> ModelConfig:
         return ModelConfig(**self._shared(ModelConfig))
 
-    def trainer_config(self, *, steps: int, lr: float) -> TrainerConfig:
-        shared = self._shared(TrainerConfig) | {"steps": steps, "lr": lr}
+    def trainer_config(self, *, steps: int, lr: float, **overrides) -> TrainerConfig:
+        shared = self._shared(TrainerConfig) | {"steps": steps, "lr": lr} | overrides
         return TrainerConfig(**shared | {"lr_milestones": tuple(self.lr_milestones)})
 
     def loss_weights(self) -> LossWeights:
@@ -172,7 +173,7 @@ def run_training(config: TrainConfig) -> Path:
             objective=CodecPretrainingObjective(model),
             parameters=list(model.codec.parameters()),
             batches=sampler,
-            config=config.trainer_config(steps=config.codec_pretrain_steps, lr=config.codec_pretrain_lr),
+            config=config.trainer_config(steps=config.codec_pretrain_steps, lr=config.codec_pretrain_lr, stop_at=None),
             folder=out / "codec-pretrain",
             device=device,
             description=f"{config.variant} x{config.scale} codec pre-training",

@@ -42,6 +42,7 @@ class TrainerConfig:
     checkpoint_every_s: float = 180.0
     log_every: int = 10
     max_bad_steps: int = 25
+    stop_at: int | None = None  # end early at this step; the schedule still spans `steps` (x4 warm starts)
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -54,6 +55,12 @@ class TrainerConfig:
             raise ValueError(f"lr_schedule must be one of {', '.join(SCHEDULES)}; got {self.lr_schedule!r}")
         if self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be positive, got {self.grad_clip}")
+        if self.stop_at is not None and not 0 <= self.stop_at <= self.steps:
+            raise ValueError(f"stop_at must be in 0..steps ({self.steps}), got {self.stop_at}")
+
+    @property
+    def last_step(self) -> int:
+        return self.steps if self.stop_at is None else self.stop_at
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,7 +168,7 @@ class Trainer:
             model = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
         model.train()
         bar = tqdm(
-            total=self.config.steps,
+            total=self.config.last_step,
             initial=self.step,
             desc=self.description,
             disable=self.rank != 0,
@@ -170,7 +177,7 @@ class Trainer:
         last_save = time.monotonic()
         bad_in_a_row = 0
         window: list[dict] = []
-        while self.step < self.config.steps:
+        while self.step < self.config.last_step:
             started = time.monotonic()
             record, _, finite = self._train_step(model)
             self.elapsed_s += time.monotonic() - started
@@ -187,7 +194,7 @@ class Trainer:
             self.step += 1
             window.append(record)
             bar.update(1)
-            if self.step % self.config.log_every == 0 or self.step == self.config.steps:
+            if self.step % self.config.log_every == 0 or self.step == self.config.last_step:
                 mean = {k: sum(r[k] for r in window) / len(window) for k in window[0]}
                 self.history.append({"step": self.step, "elapsed_s": round(self.elapsed_s, 2), **mean})
                 bar.set_postfix({k: f"{v:.3g}" for k, v in mean.items() if k != "lr"})

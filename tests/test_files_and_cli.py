@@ -10,6 +10,7 @@ from models.cli import main
 from models.images import list_images, load_rgb
 from models.metrics import psnr_y, ssim_y
 from models.pipeline import downscale_image, upscale_image
+from models.plots import plot_loss_curves
 from models.registry import Registry, weights_id
 from tests.conftest import SHARED_DATA
 
@@ -118,8 +119,16 @@ def test_cli_eval_writes_table_and_figure(model_folder, photo, tmp_path, capsys)
         "--out",
         str(out),
         "--figure",
+        "--report",
+        str(tmp_path / "docs" / "results.md"),
     ]
+    plot_loss_curves([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}], folder / "loss.png", "irn-a x2")
     assert main(argv) == 0
+    report = (tmp_path / "docs" / "results.md").read_text()
+    assert "| Bicubic | 2 | " in report and "| IRN-A | 2 | " in report
+    assert "![crops](../report/figure.png)" in report
+    assert "![irn-a x2](../irn-a-x2/loss.png)" in report
+    assert "| IRN-A | 2 | " in report.split("## Distance to the paper")[1]  # x2 IRN-A: not in the paper
     rows = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in rows if r["scale"] == 2][:1] == ["Bicubic"]
     learned = next(r for r in rows if r["method"] == "IRN-A")

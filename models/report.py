@@ -1,0 +1,124 @@
+"""`rescale eval --report`: docs/results.md from the measured rows and the shipped manifest.
+
+Nothing in the report is typed by hand: the tables come from `evaluate` rows, the budgets
+from the manifest entries of the weights that were evaluated, the paper's figures from
+PAPER_DIV2K below (the paper's Tables 1-3, DIV2K validation set).
+"""
+
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+from models.evaluate import markdown_table
+
+# PSNR-Y on DIV2K (val) reported by the paper; bicubic from the IRN paper.
+PAPER_DIV2K: dict[int, dict[str, float]] = {
+    2: {"bicubic": 31.01, "irn": 44.32, "dlv-irn": 45.58, "dlv-irn-m": 45.91, "dlv-irn-a": 48.94},
+    4: {
+        "bicubic": 26.66,
+        "irn": 35.07,
+        "irn-m": 35.15,
+        "irn-a": 36.67,
+        "dlv-irn": 35.55,
+        "dlv-irn-m": 35.63,
+        "dlv-irn-a": 36.67,
+    },
+}
+
+
+def _budget_rows(models: list[dict]) -> list[str]:
+    lines = [
+        "| Model | Parameters | Steps x batch x patch | Codec pre-training | Warm start | Wall time | Hardware |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in models:
+        t = m.get("training", {})
+        warm = t.get("init_from") or "—"
+        lines.append(
+            f"| {m['name']} ({m['weights_id']}) | {m['parameters']:,} | "
+            f"{t.get('steps', 0):,} x {t.get('batch_size')} x {t.get('patch')}^2 | "
+            f"{t.get('codec_pretrain_steps', 0):,} steps | {warm} | {t.get('wall_time_s', 0) / 3600:.2f} h | "
+            f"{t.get('hardware', '?')} |"
+        )
+    return lines
+
+
+def _gap_rows(rows: list[dict], set_name: str) -> list[str]:
+    """Our gain over bicubic on `set_name` beside the paper's gain on DIV2K, per variant and scale."""
+    bicubic = {r["scale"]: r["sets"][set_name]["psnr"] for r in rows if r["method"] == "Bicubic"}
+    lines = [
+        f"| Variant | Scale | {set_name}: gain over bicubic | paper, DIV2K: gain over bicubic | gap |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["method"] == "Bicubic" or r["format"] != "png" or r["damage"]:
+            continue
+        variant = r["method"].lower()
+        ours = r["sets"][set_name]["psnr"] - bicubic[r["scale"]]
+        paper = PAPER_DIV2K.get(r["scale"], {})
+        if variant in paper:
+            theirs = paper[variant] - paper["bicubic"]
+            cells = f"{ours:+.2f} dB | {theirs:+.2f} dB | {theirs - ours:.2f} dB"
+            lines.append(f"| {r['method']} | {r['scale']} | {cells} |")
+        else:
+            lines.append(f"| {r['method']} | {r['scale']} | {ours:+.2f} dB | not reported | — |")
+    return lines
+
+
+def _relative(path: Path, report: Path) -> str:
+    return Path(os.path.relpath(path, report.parent)).as_posix()
+
+
+def write_report(
+    *,
+    report: Path,
+    rows: list[dict],
+    set_names: list[str],
+    models: list[dict],
+    figure: Path | None,
+    loss_curves: dict[str, Path],
+    command: list[str] | None = None,
+) -> Path:
+    command = command or ["rescale", *sys.argv[1:]]
+    parts = [
+        "# Results of the shipped models",
+        "",
+        f"Generated on {date.today().isoformat()} by",
+        "",
+        "```",
+        " ".join(command),
+        "```",
+        "",
+        "Every learned row goes HR -> downscale -> the product's file (bytes) -> read -> upscale with z = 0 "
+        "(the -M code when the file carries it); PSNR (dB) / SSIM on BT.601 Y with `scale` border pixels "
+        "cropped, images cropped to a multiple of the scale. bytes/px: stored file bytes per HR pixel. "
+        "Rows in brackets are damaged files: `[strip-metadata]` as a CDN strips it, `[drop-alpha]` as a tool "
+        "that flattens RGBA.",
+        "",
+        "## Table 3 on the evaluation pools",
+        "",
+        markdown_table(rows, set_names),
+        "",
+    ]
+    if set_names:
+        parts += [
+            "## Distance to the paper",
+            "",
+            "The paper trains on DIV2K (800 photos, 250k-500k iterations of 16 x 144^2 on GPUs) and reports DIV2K "
+            "validation; the gain over bicubic is the comparable figure across test sets.",
+            "",
+            *_gap_rows(rows, set_names[0]),
+            "",
+        ]
+    if models:
+        parts += ["## Training budgets (from the manifest)", "", *_budget_rows(models), ""]
+    if figure is not None:
+        parts += ["## Fig. 2 style comparison", "", f"![crops]({_relative(figure, report)})", ""]
+    if loss_curves:
+        parts += ["## Loss curves of the shipped runs", ""]
+        parts += [f"![{name}]({_relative(path, report)})" for name, path in loss_curves.items()]
+        parts.append("")
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(parts))
+    return report

@@ -1,0 +1,67 @@
+import json
+
+import pytest
+
+from models import pools
+from models.checkpoint import load_model, save_model
+from models.publish import publish
+from models.report import write_report
+
+
+def _row(method, scale, psnr, fmt="png", damage=None):
+    return {
+        "method": method,
+        "scale": scale,
+        "format": None if method == "Bicubic" else fmt,
+        "damage": damage,
+        "weights_id": None,
+        "sets": {"eval": {"psnr": psnr, "ssim": 0.9, "bytes_per_px": None if method == "Bicubic" else 0.5}},
+    }
+
+
+def test_report_puts_our_gain_beside_the_papers(tmp_path):
+    rows = [
+        _row("Bicubic", 4, 30.0),
+        _row("IRN", 4, 33.0),
+        _row("IRN", 4, 31.0, fmt="jpeg"),
+        _row("IRN-M", 4, 32.0, damage="strip-metadata"),
+        _row("Bicubic", 2, 35.0),
+        _row("IRN-A", 2, 43.0),
+    ]
+    text = write_report(
+        report=tmp_path / "results.md", rows=rows, set_names=["eval"], models=[], figure=None, loss_curves={}
+    ).read_text()
+    gaps = text.split("## Distance to the paper")[1]
+    # paper x4 IRN: 35.07 - 26.66 = +8.41 dB; ours +3.00, so 5.41 dB to go
+    assert "| IRN | 4 | +3.00 dB | +8.41 dB | 5.41 dB |" in gaps
+    assert "| IRN-A | 2 | +8.00 dB | not reported | — |" in gaps
+    assert "jpeg" not in gaps and "strip-metadata" not in gaps
+    assert "| IRN | 4 | 33.00 / 0.9000 (+3.00) | 0.500 |" in text
+
+
+def test_pypi_pool_names_the_missing_package(monkeypatch):
+    monkeypatch.setattr(pools.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match=r"needs the scikit-image package: pip install -e '.\[eval\]'"):
+        pools.image_set("pypi")
+
+
+def test_a_folder_set_is_named_after_the_folder(tmp_path, photo):
+    from PIL import Image
+
+    (tmp_path / "pool").mkdir()
+    Image.fromarray(photo).save(tmp_path / "pool" / "b.png")
+    Image.fromarray(photo).save(tmp_path / "pool" / "a.jpg")
+    image_set = pools.image_set(str(tmp_path / "pool"))
+    assert image_set.name == "pool" and [p.name for p in image_set.paths] == ["a.jpg", "b.png"]
+
+
+def test_publish_records_where_a_warm_started_run_began(model_folder, tmp_path):
+    source = model_folder("irn-a", 2)
+    save_model(load_model(source), source, extra={"training": {"steps": 1284}})
+    run = model_folder("irn-a", 4)
+    save_model(load_model(run), run, extra={"training": {"steps": 10, "config": {"init_from": str(source)}}})
+    dest = tmp_path / "weights"
+    dest.mkdir()
+    entry = publish(run, dest=dest)
+    assert entry["training"]["init_from"] == f"irn-a x2 at step 1284 ({source})"
+    assert "config" not in json.loads((dest / "manifest.json").read_text())["models"][0]["training"]
