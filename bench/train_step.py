@@ -1,6 +1,7 @@
 """Seconds per training step (forward, 8-bit LR, inverse, losses, backward, Adam) for given sizes.
 
 python bench/train_step.py --variant irn --scale 4 --batch 16 --patch 144 --threads 2 --steps 3
+python bench/train_step.py --variant irn-a --scale 2 --threads 1 --precision fp32 bf16   # side by side
 """
 
 import argparse
@@ -24,6 +25,7 @@ def main() -> None:
     p.add_argument("--blocks-per-level", type=int, default=8)
     p.add_argument("--growth", type=int, default=32)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32"], help="bf16: autocast")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -31,13 +33,25 @@ def main() -> None:
     config = ModelConfig(
         variant=args.variant, scale=args.scale, blocks_per_level=args.blocks_per_level, growth=args.growth
     )
+    params = sum(p.numel() for p in Rescaler(config).parameters())
+    for precision in args.precision:
+        seconds = step_time(config, args, device, precision)
+        print(
+            f"{args.variant} x{args.scale} {params:,} params, batch {args.batch} x {args.patch}^2, "
+            f"{torch.get_num_threads()} threads, {device}, {precision}: {seconds:.2f} s/step (mean of {args.steps})"
+        )
+
+
+def step_time(config: ModelConfig, args: argparse.Namespace, device: torch.device, precision: str) -> float:
+    torch.manual_seed(0)
     model = Rescaler(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
     hr = torch.rand(args.batch, 3, args.patch, args.patch, device=device)
     times = []
     for step in range(args.steps + 1):  # the first step warms up and is not counted
         start = time.perf_counter()
-        loss, _ = rescaling_loss(model, hr, LossWeights())
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss, _ = rescaling_loss(model, hr, LossWeights())
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10)
@@ -46,11 +60,7 @@ def main() -> None:
             torch.cuda.synchronize()
         if step:
             times.append(time.perf_counter() - start)
-    params = sum(p.numel() for p in model.parameters())
-    print(
-        f"{args.variant} x{args.scale} {params:,} params, batch {args.batch} x {args.patch}^2, "
-        f"{torch.get_num_threads()} threads, {device}: {sum(times) / len(times):.2f} s/step (mean of {len(times)})"
-    )
+    return sum(times) / len(times)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,11 @@ class HaarDownsampling(nn.Module):
         self.register_buffer("weight", bands.unsqueeze(1).repeat(channels, 1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor, rev: bool = False) -> torch.Tensor:
+        # Outside autocast: the image itself flows through here, only the subnets may run in bf16.
+        with torch.autocast(x.device.type, enabled=False):
+            return self._transform(x, rev)
+
+    def _transform(self, x: torch.Tensor, rev: bool) -> torch.Tensor:
         c = self.channels
         if not rev:
             b, _, h, w = x.shape

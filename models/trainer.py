@@ -19,6 +19,7 @@ from tqdm import tqdm
 from models.checkpoint import load_training_state, save_training_state
 
 SCHEDULES = ("cosine", "step", "constant")
+PRECISIONS = ("fp32", "bf16")  # bf16: autocast of the forward passes; weights and Adam stay fp32
 
 
 class BatchSource(Protocol):
@@ -43,6 +44,7 @@ class TrainerConfig:
     log_every: int = 10
     max_bad_steps: int = 25
     stop_at: int | None = None  # end early at this step; the schedule still spans `steps` (x4 warm starts)
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -55,6 +57,8 @@ class TrainerConfig:
             raise ValueError(f"lr_schedule must be one of {', '.join(SCHEDULES)}; got {self.lr_schedule!r}")
         if self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be positive, got {self.grad_clip}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.stop_at is not None and not 0 <= self.stop_at <= self.steps:
             raise ValueError(f"stop_at must be in 0..steps ({self.steps}), got {self.stop_at}")
 
@@ -150,7 +154,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = self.batches.batch(self.config.batch_size).to(self.device)
-        loss, terms = model(batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+            loss, terms = model(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # always, so DDP ranks stay in step; a NaN shows up in the norm below
         norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip)

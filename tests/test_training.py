@@ -34,8 +34,11 @@ def smooth_batch(seed: int = 0) -> torch.Tensor:
     return torch.nn.functional.interpolate(coarse, size=16, mode="bilinear", align_corners=False)
 
 
-@pytest.mark.parametrize("variant", ["irn", "irn-a", "irn-m", "dlv-irn-a"])
-def test_twenty_steps_lower_the_loss(tmp_path, variant):
+@pytest.mark.parametrize(
+    ("variant", "precision"),
+    [("irn", "fp32"), ("irn-a", "fp32"), ("irn-m", "fp32"), ("dlv-irn-a", "fp32"), ("irn-a", "bf16")],
+)
+def test_twenty_steps_lower_the_loss(tmp_path, variant, precision):
     torch.manual_seed(0)
     model = Rescaler(tiny_config(variant, 2))
     weights = LossWeights()
@@ -45,7 +48,7 @@ def test_twenty_steps_lower_the_loss(tmp_path, variant):
         objective=RescalingObjective(model, weights),
         parameters=list(model.parameters()),
         batches=FixedBatches(batch),
-        config=TrainerConfig(steps=20, batch_size=4, lr=1e-3, lr_schedule="constant", log_every=5),
+        config=TrainerConfig(steps=20, batch_size=4, lr=1e-3, lr_schedule="constant", log_every=5, precision=precision),
         folder=tmp_path,
         device=torch.device("cpu"),
     )
@@ -173,6 +176,8 @@ def test_a_run_stopped_early_and_resumed_equals_a_straight_run(tmp_path, photo):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_stop_at_must_lie_within_the_schedule():
+def test_trainer_config_names_what_is_wrong():
     with pytest.raises(ValueError, match=r"stop_at must be in 0..steps \(10\), got 11"):
         TrainerConfig(steps=10, stop_at=11)
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16; got 'fp16'"):
+        TrainerConfig(steps=10, precision="fp16")
