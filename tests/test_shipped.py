@@ -1,0 +1,88 @@
+"""The weights in models/weights: what the manifest promises, and that they work through the product."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.bicubic import bicubic_round_trip, modcrop
+from models.checkpoint import sha256_file
+from models.evaluate import Method, round_trip_file
+from models.metrics import psnr_y
+from models.publish import read_manifest
+from models.registry import SHIPPED, Registry
+from tests.service_helpers import png_bytes, running_server
+
+MANIFEST = read_manifest()["models"]
+BY_VARIANT = {(m["variant"], m["scale"]): m for m in MANIFEST}
+MAX_SHIPPED_BYTES = 60_000_000
+
+
+def eval_psnr(entry: dict) -> float:
+    return entry["eval"]["eval"]["psnr"]
+
+
+def test_manifest_lists_exactly_the_shipped_folders_and_their_hashes():
+    folders = {p.parent.name for p in SHIPPED.glob("*/model.safetensors")}
+    assert {m["name"] for m in MANIFEST} == folders
+    for m in MANIFEST:
+        assert sha256_file(SHIPPED / m["name"] / "model.safetensors") == m["sha256"]
+        assert m["weights_id"] == m["sha256"][:16]
+    assert sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file()) < MAX_SHIPPED_BYTES
+
+
+@pytest.mark.parametrize("entry", MANIFEST, ids=[m["name"] for m in MANIFEST])
+def test_every_model_records_its_budget_and_beats_bicubic(entry):
+    training = entry["training"]
+    assert training["train_dirs"] == ["../shared/data/train"]
+    assert training["steps"] > 0 and training["wall_time_s"] > 0 and training["seed"] == 0
+    figures = entry["eval"]["eval"]
+    assert figures["images"] == 19 and figures["psnr"] > figures["bicubic"]["psnr"]
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_auxiliary_modules_beat_their_base(scale):
+    base = BY_VARIANT.get(("irn", scale))
+    if base is None:
+        pytest.skip(f"no IRN x{scale} shipped to compare with")
+    if ("irn-a", scale) in BY_VARIANT:
+        assert eval_psnr(BY_VARIANT[("irn-a", scale)]) >= eval_psnr(base) + 1.0
+    if ("irn-m", scale) in BY_VARIANT:
+        assert eval_psnr(BY_VARIANT[("irn-m", scale)]) > eval_psnr(base)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry()
+
+
+@pytest.mark.parametrize("entry", MANIFEST, ids=[m["name"] for m in MANIFEST])
+def test_shipped_model_beats_bicubic_on_a_photo_crop(registry, photo, entry):
+    shipped = registry.get(entry["weights_id"])
+    model = registry.model(shipped.weights_id)
+    hr = modcrop(np.tile(photo, (2, 2, 1)), 4 * shipped.config.scale)
+    scale = shipped.config.scale
+    out, size = round_trip_file(model, shipped, hr, Method(shipped))
+    assert out.shape == hr.shape and size > 0
+    assert psnr_y(hr, out, scale) > psnr_y(hr, bicubic_round_trip(hr, scale), scale) + 1.0
+
+
+def test_service_serves_the_shipped_metadata_models_as_jpeg(photo):
+    """The -M path end to end on real weights: JPEG with the code in EXIF, back to the exact size."""
+    import httpx
+
+    from service.settings import Settings
+
+    scales = [s for (v, s) in BY_VARIANT if v == "irn-m"]
+    if not scales:
+        pytest.skip("no -M weights shipped")
+    with running_server(Settings(tile_lr=64, tile_overlap_lr=8)) as url, httpx.Client(base_url=url, timeout=120) as c:
+        for scale in scales:
+            params = {"scale": scale, "mode": "metadata", "format": "jpeg"}
+            down = c.post("/downscale", params=params, files={"image": ("a.png", png_bytes(photo), "image/png")})
+            assert down.status_code == 200, down.text
+            assert down.headers["x-rescale-variant"] == "irn-m"
+            up = c.post("/upscale", content=down.content, headers={"content-type": "image/jpeg"})
+            assert up.status_code == 200 and "x-rescale-degraded" not in up.headers
+            assert Image.open(io.BytesIO(up.content)).size == (photo.shape[1], photo.shape[0])
