@@ -132,7 +132,7 @@ class Rescaler(nn.Module):
         if self.config.alpha:
             encoded.alpha = quantize_alpha(lr[:, c:])
         if self.codec is not None:
-            encoded.code = quantize_unit(self.codec.encode(z))
+            encoded.code = quantize_unit(self.codec.encode(z).float())  # k/255 needs fp32 under bf16 autocast
         return encoded
 
     def _reconstruct(self, encoded: Encoded) -> torch.Tensor:

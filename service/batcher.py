@@ -73,8 +73,10 @@ class Batcher:
         max_batch: int,
         max_wait_s: float,
         max_queue: int,
+        precision: str = "fp32",
     ) -> None:
         self.model_for = model_for
+        self.bf16 = precision == "bf16"
         self.devices = devices
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -230,7 +232,7 @@ class Batcher:
         op, wid = items[0].op, items[0].weights_id
         model = self.model_for(wid, device)
         started = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
             if op == "encode":
                 out = model.encode(torch.cat([i.payload for i in items]).to(device))
                 outputs = [e.to("cpu") for e in out.split()]

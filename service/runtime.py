@@ -60,6 +60,7 @@ class Runtime:
             max_batch=settings.max_batch_size,
             max_wait_s=settings.max_batch_wait_ms / 1000,
             max_queue=settings.max_queue,
+            precision=settings.precision,
         )
         batcher.start()
         log.info("serving %d models on %s", len(registry.entries), ", ".join(map(str, devices)))

@@ -1,6 +1,7 @@
 """Every limit and knob of the service, read from RESCALE_* environment variables."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,9 @@ class Settings(BaseSettings):
     include_shipped_weights: bool = True
     device: str = Field("auto", description="auto: every visible CUDA device, else the CPU")
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads of a CPU worker")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: autocast of the subnets (faster on CPUs with AMX and on GPUs); files stay 8-bit"
+    )
 
     # input limits
     max_upload_bytes: int = Field(50 * 2**20, ge=1024, description="413 above this")
