@@ -20,7 +20,7 @@ from models.bicubic import bicubic_round_trip, modcrop
 from models.files.containers import png_header_text, write_png
 from models.images import load_rgb
 from models.metrics import psnr_y, ssim_y
-from models.pipeline import downscale_image, upscale_image
+from models.pipeline import Downscaled, downscale_image, upscale_image
 from models.pools import ImageSet
 from models.registry import Entry, Registry
 from models.rescaler import VARIANTS, Rescaler
@@ -84,7 +84,11 @@ def damage_file(data: bytes, damage: str) -> bytes:
 
 
 def round_trip_file(
-    model: Rescaler, entry: Entry, image: np.ndarray, method: Method | None = None, downscaled=None
+    model: Rescaler,
+    entry: Entry,
+    image: np.ndarray,
+    method: Method | None = None,
+    downscaled: Downscaled | None = None,
 ) -> tuple[np.ndarray, int]:
     """The product's path for one image: returns the upscaled HR and the stored file size.
 
