@@ -45,13 +45,14 @@ def test_round_trip_with_true_z_restores_input(variant, scale):
 @pytest.mark.parametrize("variant", ["irn", "irn-a"])
 def test_bf16_autocast_runs_only_the_subnets_in_bf16(variant):
     """Training with precision bf16: the image path (Haar, coupling sums) stays fp32; the subnets'
-    bf16 rounding leaves the inverse close (training inverts a quantised LR anyway), not exact."""
+    bf16 rounding leaves the inverse close (training inverts a quantised LR anyway), not exact;
+    eq. (1) multiplies the alpha's error by 3C, hence the wider bound."""
     net = perturbed(Rescaler(tiny_config(variant, 4))).net
-    hr = torch.rand(2, 3, 32, 32)
+    hr = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         lr, z = net.downscale(hr)
         assert lr.dtype == z.dtype == torch.float32
-        assert (net.upscale(lr, z) - hr).abs().max() < 2e-2
+        assert (net.upscale(lr, z) - hr).abs().max() < 5e-2
     exact_lr, _ = net.downscale(hr)
     assert 0 < (lr - exact_lr).abs().max() < 2e-2  # the subnets did run in bf16
 
