@@ -4,12 +4,15 @@ import pytest
 import torch
 
 from models.checkpoint import load_model, save_model
-from models.cli import main
+from models.cli import build_parser, main
 from models.losses import LossWeights, RescalingObjective, bicubic_downscale, rescaling_loss
 from models.patches import PatchSampler
 from models.rescaler import Rescaler
+from models.train import resolve_config
 from models.trainer import Trainer, TrainerConfig, learning_rate
-from tests.conftest import perturbed, tiny_config
+from tests.conftest import ROOT, perturbed, tiny_config
+
+CONFIGS = ROOT / "models" / "configs"
 
 
 class FixedBatches:
@@ -181,3 +184,12 @@ def test_trainer_config_names_what_is_wrong():
         TrainerConfig(steps=10, stop_at=11)
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16; got 'fp16'"):
         TrainerConfig(steps=10, precision="fp16")
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_training_config_resolves(config):
+    """The configs behind `make retrain`: known keys, a valid model, seed 0, named like their run."""
+    args = build_parser().parse_args(["train", "--config", str(config)])
+    resolved = resolve_config(args)
+    assert resolved.seed == 0 and resolved.train_dirs == ["../shared/data/train"]
+    assert resolved.out_dir.name == config.stem
