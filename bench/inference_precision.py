@@ -15,6 +15,7 @@ from models.bicubic import modcrop
 from models.evaluate import round_trip_file
 from models.images import load_rgb
 from models.metrics import psnr_y
+from models.precision import PRECISIONS, autocast
 from models.registry import Registry
 
 
@@ -31,7 +32,7 @@ def main() -> None:
     entry = next(iter(registry.entries.values()))
     model = registry.model(entry.weights_id)
     scale = entry.config.scale
-    totals = {"fp32": [0.0, 0.0, 0], "bf16": [0.0, 0.0, 0]}  # seconds, sum of PSNR, megapixels (x1e6)
+    totals = {p: [0.0, 0.0, 0] for p in PRECISIONS}  # seconds, sum of PSNR, HR pixels
     for path in args.images:
         hr = modcrop(load_rgb(path), scale)
         if args.crop:
@@ -40,7 +41,7 @@ def main() -> None:
             hr = hr[(h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c]
         for precision, total in totals.items():
             start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            with autocast("cpu", precision):
                 out, _ = round_trip_file(model, entry, hr)
             total[0] += time.perf_counter() - start
             total[1] += psnr_y(hr, out, scale)

@@ -11,6 +11,7 @@ import torch
 
 from models.devices import pick_device
 from models.losses import LossWeights, rescaling_loss
+from models.precision import PRECISIONS, autocast
 from models.rescaler import ModelConfig, Rescaler
 
 
@@ -25,7 +26,7 @@ def main() -> None:
     p.add_argument("--blocks-per-level", type=int, default=8)
     p.add_argument("--growth", type=int, default=32)
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32"], help="bf16: autocast")
+    p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["fp32"], help="bf16: autocast")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -50,7 +51,7 @@ def step_time(config: ModelConfig, args: argparse.Namespace, device: torch.devic
     times = []
     for step in range(args.steps + 1):  # the first step warms up and is not counted
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast(device, precision):
             loss, _ = rescaling_loss(model, hr, LossWeights())
         optimizer.zero_grad()
         loss.backward()

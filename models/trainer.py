@@ -17,9 +17,9 @@ from torch import nn
 from tqdm import tqdm
 
 from models.checkpoint import load_training_state, save_training_state
+from models.precision import PRECISIONS, autocast
 
 SCHEDULES = ("cosine", "step", "constant")
-PRECISIONS = ("fp32", "bf16")  # bf16: autocast of the forward passes; weights and Adam stay fp32
 
 
 class BatchSource(Protocol):
@@ -44,7 +44,7 @@ class TrainerConfig:
     log_every: int = 10
     max_bad_steps: int = 25
     stop_at: int | None = None  # end early at this step; the schedule still spans `steps` (x4 warm starts)
-    precision: str = "fp32"
+    precision: str = "fp32"  # weights and Adam stay fp32 either way
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -154,7 +154,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = self.batches.batch(self.config.batch_size).to(self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+        with autocast(self.device, self.config.precision):
             loss, terms = model(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # always, so DDP ranks stay in step; a NaN shows up in the norm below

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from models.precision import autocast
 from models.rescaler import Encoded, Rescaler
 from service import metrics
 
@@ -76,7 +77,7 @@ class Batcher:
         precision: str = "fp32",
     ) -> None:
         self.model_for = model_for
-        self.bf16 = precision == "bf16"
+        self.precision = precision
         self.devices = devices
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -232,7 +233,7 @@ class Batcher:
         op, wid = items[0].op, items[0].weights_id
         model = self.model_for(wid, device)
         started = time.perf_counter()
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with torch.inference_mode(), autocast(device, self.precision):
             if op == "encode":
                 out = model.encode(torch.cat([i.payload for i in items]).to(device))
                 outputs = [e.to("cpu") for e in out.split()]

@@ -1,0 +1,13 @@
+"""Compute precision: `fp32`, or `bf16` = autocast of the subnets (Haar and the coupling sums stay fp32)."""
+
+import torch
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: torch.device | str, precision: str) -> torch.autocast:
+    """The context every forward pass runs in, for training, serving and the benchmarks alike."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    device_type = device.type if isinstance(device, torch.device) else torch.device(device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
