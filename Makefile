@@ -29,15 +29,8 @@ test: $(STAMP)
 TRAIN = $(VENV)/bin/rescale train --threads $(THREADS)
 THREADS ?= 1
 
-train-irn-x2 train-irn-a-x2 train-irn-x4: train-%: $(STAMP)
+train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4: train-%: $(STAMP)
 	$(TRAIN) --config models/configs/$*.toml
-
-# x4 IRN-A starts from the x2 IRN-A run at step 1284 (same seed and schedule, stopped early)
-runs/irn-a-x2-at-1284/model.safetensors: $(STAMP)
-	$(TRAIN) --config models/configs/irn-a-x2.toml --stop-at 1284 --out runs/irn-a-x2-at-1284
-
-train-irn-a-x4: runs/irn-a-x2-at-1284/model.safetensors
-	$(TRAIN) --config models/configs/irn-a-x4.toml
 
 train-irn-m-x2: train-irn-x2
 	$(TRAIN) --config models/configs/irn-m-x2.toml

@@ -2,6 +2,11 @@
 
 The encoder ends in a sigmoid so the code is quantised to 8 bits on [0, 1] exactly as
 the file stores it. Max-pooling halves the size after each of the first two convs.
+
+IRN's distribution loss leaves z tiny (RMS ~0.002), which would keep the sigmoid at 0.5
+and the 8-bit code at 2-3 values. So the codec works on z divided by `z_scale`, a
+per-channel RMS measured on the trained network before the codec is trained
+(`calibrate`) and stored with the weights.
 """
 
 from dataclasses import asdict, dataclass
@@ -45,12 +50,25 @@ class LatentCodec(nn.Module):
             nn.Conv2d(CODE_CHANNELS if i == 0 else h, config.z_channels if i == n - 1 else h, 3, padding=1)
             for i in range(n)
         )
+        self.register_buffer("z_scale", torch.ones(config.z_channels))  # (Cz,)
+
+    def _scale(self) -> torch.Tensor:
+        return self.z_scale.view(1, -1, 1, 1)
+
+    @torch.no_grad()
+    def calibrate(self, z: torch.Tensor) -> None:
+        """Set z_scale to the per-channel RMS of z (B, Cz, h, w) from the network the codec serves."""
+        self.z_scale.copy_(z.float().pow(2).mean(dim=(0, 2, 3)).sqrt().clamp_min(1e-8))
+
+    def standardised_error(self, z_hat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """(z_hat - z) in units of z_scale: what the codec's MSE is measured on."""
+        return (z_hat - z) / self._scale()
 
     def encode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, Cz, h, w) -> code in (0, 1), (B, 4, h/4, w/4)."""
         if z.shape[-2] % CODE_REDUCTION or z.shape[-1] % CODE_REDUCTION:
             raise ValueError(f"z height and width must be multiples of {CODE_REDUCTION}, got {tuple(z.shape[-2:])}")
-        x = z
+        x = z / self._scale()
         last = len(self.encoder) - 1
         for i, conv in enumerate(self.encoder):
             x = conv(x)
@@ -70,4 +88,4 @@ class LatentCodec(nn.Module):
             x = conv(x)
             if i < n - 1:
                 x = F.leaky_relu(x, 0.2)
-        return x
+        return x * self._scale()

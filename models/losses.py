@@ -14,7 +14,7 @@ class LossWeights:
     reconstruction: float = 1.0  # lambda_1: Charbonnier (smooth L1) on the HR
     guidance: float | None = None  # lambda_2: L2 on the LR vs bicubic; None = scale^2
     distribution: float = 1.0  # lambda_3: sum(z^2)
-    codec: float = 1.0  # lambda_4: MSE between z and the decoded z (-M)
+    codec: float = 0.01  # lambda_4: squared error of the decoded z in units of z_scale (-M)
 
     def resolved(self, scale: int) -> "LossWeights":
         return LossWeights(
@@ -50,19 +50,19 @@ def rescaling_loss(model: Rescaler, hr: torch.Tensor, weights: LossWeights) -> t
         "dist": w.distribution * _batch_sum(out.z**2),
     }
     if out.z_hat is not None:
-        terms["codec"] = w.codec * _batch_sum((out.z_hat - out.z) ** 2)
+        terms["codec"] = w.codec * _batch_sum(model.codec.standardised_error(out.z_hat, out.z) ** 2)
     total = sum(terms.values())
     return total, {k: v.item() for k, v in terms.items()}
 
 
 def codec_pretraining_loss(model: Rescaler, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """-M stage 1: the codec alone learns to reproduce z of the (frozen) network, MSE."""
+    """-M stage 1: the codec alone learns to reproduce z of the (frozen) network, MSE in units of z_scale."""
     if model.codec is None:
         raise ValueError(f"{model.config.variant} has no latent codec to pre-train")
     with torch.no_grad():
         _, z = model.net.downscale(hr)
     z_hat = model.codec.decode(quantize_unit(model.codec.encode(z)))
-    loss = F.mse_loss(z_hat, z)
+    loss = model.codec.standardised_error(z_hat, z).pow(2).mean()
     return loss, {"codec_mse": loss.item()}
 
 

@@ -24,6 +24,7 @@ class ModelConfig:
     growth: int = 32
     dlv_channels: int = 3
     dlv_sigma: float = 1.0
+    alpha_gain: float = 64.0  # -A: see invertible_rescaler.py; the first shipped IRN-A used 1
     codec_layers: int = 4
     codec_hidden: int = 64
 
@@ -68,6 +69,7 @@ class ModelConfig:
             dlv_channels=self.dlv_channels if self.dlv else 0,
             blocks_per_level=self.blocks_per_level,
             growth=self.growth,
+            alpha_gain=self.alpha_gain,
         )
 
     def codec_config(self) -> LatentCodecConfig:

@@ -54,7 +54,7 @@ class TrainConfig:
     w_reconstruction: float = 1.0
     w_guidance: float | None = None
     w_distribution: float = 1.0
-    w_codec: float = 1.0
+    w_codec: float = 0.01  # on the standardised z: ~10^4 terms per patch, about the reconstruction term
     # -M stage 1
     codec_pretrain_steps: int = 500
     codec_pretrain_lr: float = 1e-3
@@ -63,6 +63,7 @@ class TrainConfig:
     growth: int = 32
     dlv_channels: int = 3
     dlv_sigma: float = 1.0
+    alpha_gain: float = 64.0
     codec_layers: int = 4
     codec_hidden: int = 64
     # warm start from a model folder (tensors with matching names and shapes)
@@ -152,6 +153,22 @@ def _init_distributed() -> tuple[int, int]:
     return rank, world
 
 
+CALIBRATION_BATCHES = 8
+
+
+def _calibrate_codec(model: Rescaler, config: TrainConfig, device: torch.device) -> None:
+    """z_scale from the (warm-started) network on training patches of a sampler of its own."""
+    sampler = PatchSampler(
+        folders=config.train_dirs, patch=config.patch, min_texture=config.min_texture, seed=config.seed + 10_000
+    )
+    model.to(device)
+    with torch.no_grad():
+        batches = (sampler.batch(config.batch_size).to(device) for _ in range(CALIBRATION_BATCHES))
+        z = torch.cat([model.net.downscale(hr)[1] for hr in batches])  # (8B, Cz, P/s, P/s)
+    model.codec.calibrate(z)
+    print(f"codec z_scale: RMS of z per channel, {model.codec.z_scale.min():.2e} to {model.codec.z_scale.max():.2e}")
+
+
 def run_training(config: TrainConfig) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -168,6 +185,10 @@ def run_training(config: TrainConfig) -> Path:
         folders=config.train_dirs, patch=config.patch, min_texture=config.min_texture, seed=config.seed + rank
     )
     joint_folder = out / "checkpoint"
+    pretrain_folder = out / "codec-pretrain"
+    fresh = not any((f / "checkpoint.json").exists() for f in (joint_folder, pretrain_folder))
+    if model.codec is not None and fresh:  # a resumed run restores z_scale with the weights
+        _calibrate_codec(model, config, device)
     pretrain_s = 0.0
     if model.codec is not None and config.codec_pretrain_steps > 0 and not (joint_folder / "checkpoint.json").exists():
         pretrain = Trainer(
@@ -175,7 +196,7 @@ def run_training(config: TrainConfig) -> Path:
             parameters=list(model.codec.parameters()),
             batches=sampler,
             config=config.trainer_config(steps=config.codec_pretrain_steps, lr=config.codec_pretrain_lr, stop_at=None),
-            folder=out / "codec-pretrain",
+            folder=pretrain_folder,
             device=device,
             description=f"{config.variant} x{config.scale} codec pre-training",
         )

@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from models.haar import HaarDownsampling
+from models.images import to_tensor
 from models.invertible_rescaler import InvertibleRescaler, RescalerConfig
+from models.quantize import quantize_alpha
 from models.rescaler import VARIANTS, ModelConfig, Rescaler
 from tests.conftest import perturbed, tiny_config
 
@@ -34,7 +36,8 @@ def test_haar_rejects_odd_sizes():
 @pytest.mark.parametrize("variant", ["irn", "irn-a", "dlv-irn", "dlv-irn-a"])
 def test_round_trip_with_true_z_restores_input(variant, scale):
     net = perturbed(Rescaler(tiny_config(variant, scale))).net
-    hr = torch.rand(2, 3, 32, 48)
+    # Photo-like detail: on full-range white noise -A's gained sigmoid saturates and fp32 loses the logit.
+    hr = (0.5 + 0.05 * torch.randn(2, 3, 32, 48)).clamp(0, 1)
     u = net.config.dlv_channels and torch.randn(2, net.config.dlv_channels, 16, 24)
     lr, z = net.downscale(hr, u if net.config.dlv_channels else None)
     assert lr.shape == (2, 3 + variant.endswith("-a"), 32 // scale, 48 // scale)
@@ -69,11 +72,22 @@ def test_alpha_channel_starts_as_the_mean_of_the_high_frequencies(scale):
     net = InvertibleRescaler(RescalerConfig(scale=scale, alpha=True, blocks_per_level=1, growth=4))
     hr = torch.rand(1, 3, 16, 16)
     high = HaarDownsampling(3)(hr)[:, 3:]  # (1, 9, 8, 8)
-    expected = high.mean(dim=1, keepdim=True)
+    expected = net.config.alpha_gain * high.mean(dim=1, keepdim=True)
     if scale == 4:
         expected = torch.nn.functional.avg_pool2d(expected, 2)  # carried by the second level's LL band
     lr, _ = net.downscale(hr)
     assert torch.allclose(lr[:, 3:], torch.sigmoid(expected), atol=1e-6)
+
+
+def test_alpha_gain_spreads_a_photos_alpha_over_the_8_bit_range(photo):
+    # Photo HF means are ~0.006: at gain 1 the alpha is 0.5 +- 1 code and carries nothing.
+    hr = to_tensor(photo[:64, :64])
+    spread = {}
+    for gain in (1.0, 64.0):
+        net = InvertibleRescaler(RescalerConfig(scale=2, alpha=True, blocks_per_level=1, growth=4, alpha_gain=gain))
+        lr, _ = net.downscale(hr)
+        spread[gain] = quantize_alpha(lr[:, 3:]).mul(255).std().item()
+    assert spread[1.0] < 2 and spread[64.0] > 10, spread
 
 
 def test_equation_1_restores_the_dropped_channel():
@@ -81,7 +95,7 @@ def test_equation_1_restores_the_dropped_channel():
     h = torch.randn(2, 12, 5, 5)
     split = net._pre_split(h, None)
     assert split.shape == h.shape
-    assert torch.allclose(split[:, 3:4], h[:, 3:].mean(dim=1, keepdim=True))
+    assert torch.allclose(split[:, 3:4], net.config.alpha_gain * h[:, 3:].mean(dim=1, keepdim=True))
     assert torch.allclose(split[:, 4:], h[:, 4:])  # first high-frequency channel removed
     assert torch.allclose(net._post_merge(split), h, atol=1e-5)
 

@@ -41,3 +41,28 @@ def test_codec_rejects_sizes_that_do_not_pool():
     codec = LatentCodec(LatentCodecConfig(z_channels=9, layers=2, hidden=8))
     with pytest.raises(ValueError, match=r"multiples of 4, got \(10, 16\)"):
         codec.encode(torch.randn(1, 9, 10, 16))
+
+
+def test_calibrated_codec_spreads_a_tiny_z_over_the_8_bit_code():
+    # IRN's z has an RMS of ~0.002: without z_scale the sigmoid code sits at 0.5.
+    torch.manual_seed(0)
+    codec = LatentCodec(LatentCodecConfig(z_channels=9, layers=4, hidden=16))
+    z = 0.002 * torch.randn(4, 9, 64, 64) * torch.linspace(0.5, 2, 9).view(1, 9, 1, 1)
+
+    def spread() -> float:  # code std per channel away from the zero-padded border, in 8-bit steps
+        return (codec.encode(z)[..., 3:-3, 3:-3] * 255).std(dim=(0, 2, 3)).mean().item()
+
+    before = spread()
+    codec.calibrate(z)
+    assert torch.allclose(codec.z_scale, z.pow(2).mean(dim=(0, 2, 3)).sqrt())
+    after = spread()
+    assert before < 0.05 and after > 100 * before, (before, after)  # below one code step, then many
+    assert torch.allclose(codec.standardised_error(z, torch.zeros_like(z)), z / codec.z_scale.view(1, 9, 1, 1))
+
+
+def test_z_scale_is_saved_with_the_codec_weights():
+    codec = LatentCodec(LatentCodecConfig(z_channels=9, layers=2, hidden=8))
+    codec.calibrate(torch.full((1, 9, 4, 4), 0.003))
+    restored = LatentCodec(LatentCodecConfig(z_channels=9, layers=2, hidden=8))
+    restored.load_state_dict(codec.state_dict())
+    assert torch.allclose(restored.z_scale, torch.full((9,), 0.003))

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from models.checkpoint import load_model, save_model
 from models.cli import build_parser, main
@@ -148,8 +149,12 @@ def test_train_command_resumes_and_exports(tmp_path, photo, capsys):
     out_dir = tmp_path / "run"
     assert main([*tiny_run_args("irn-m", photo, tmp_path, 3), "--codec-pretrain-steps", "2"]) == 0
     assert (out_dir / "loss.png").is_file() and (out_dir / "model.safetensors").is_file()
+    assert "codec z_scale" in capsys.readouterr().out
+    z_scale = load_file(str(out_dir / "model.safetensors"))["codec.z_scale"]
+    assert z_scale.shape == (9,) and not torch.allclose(z_scale, torch.ones(9))
     assert main([*tiny_run_args("irn-m", photo, tmp_path, 5), "--codec-pretrain-steps", "2"]) == 0
-    assert "resumed at step 3" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "resumed at step 3" in out and "codec z_scale" not in out  # calibrated once, restored on resume
     training = json.loads((out_dir / "config.json").read_text())["training"]
     assert training["steps"] == 5 and training["codec_pretrain_steps"] == 2
 
