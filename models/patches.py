@@ -1,5 +1,6 @@
 """Random training patches with flips/rotations, skipping patches with too little texture."""
 
+import copy
 from pathlib import Path
 
 import torch
@@ -59,6 +60,13 @@ class PatchSampler:
 
     def batch(self, size: int) -> torch.Tensor:
         return torch.stack([self._draw() for _ in range(size)])  # (B, 3, P, P)
+
+    def with_seed(self, seed: int) -> "PatchSampler":
+        """A patch stream of its own over the same decoded images (this one's stream is untouched)."""
+        other = copy.copy(self)
+        other.generator = torch.Generator().manual_seed(seed)
+        other.drawn = other.skipped = 0
+        return other
 
     def state(self) -> torch.Tensor:
         return self.generator.get_state()

@@ -156,11 +156,9 @@ def _init_distributed() -> tuple[int, int]:
 CALIBRATION_BATCHES = 8
 
 
-def _calibrate_codec(model: Rescaler, config: TrainConfig, device: torch.device) -> None:
-    """z_scale from the (warm-started) network on training patches of a sampler of its own."""
-    sampler = PatchSampler(
-        folders=config.train_dirs, patch=config.patch, min_texture=config.min_texture, seed=config.seed + 10_000
-    )
+def _calibrate_codec(model: Rescaler, config: TrainConfig, sampler: PatchSampler, device: torch.device) -> None:
+    """z_scale from the (warm-started) network on training patches of a stream of their own."""
+    sampler = sampler.with_seed(config.seed + 10_000)  # the same on every rank; training draws stay as they were
     model.to(device)
     with torch.no_grad():
         batches = (sampler.batch(config.batch_size).to(device) for _ in range(CALIBRATION_BATCHES))
@@ -186,11 +184,11 @@ def run_training(config: TrainConfig) -> Path:
     )
     joint_folder = out / "checkpoint"
     pretrain_folder = out / "codec-pretrain"
-    fresh = not any((f / "checkpoint.json").exists() for f in (joint_folder, pretrain_folder))
-    if model.codec is not None and fresh:  # a resumed run restores z_scale with the weights
-        _calibrate_codec(model, config, device)
+    joint_started = (joint_folder / "checkpoint.json").exists()
+    if model.codec is not None and not joint_started and not (pretrain_folder / "checkpoint.json").exists():
+        _calibrate_codec(model, config, sampler, device)  # a resumed run restores z_scale with the weights
     pretrain_s = 0.0
-    if model.codec is not None and config.codec_pretrain_steps > 0 and not (joint_folder / "checkpoint.json").exists():
+    if model.codec is not None and config.codec_pretrain_steps > 0 and not joint_started:
         pretrain = Trainer(
             objective=CodecPretrainingObjective(model),
             parameters=list(model.codec.parameters()),

@@ -132,6 +132,17 @@ def test_patch_sampler_skips_flat_patches(tmp_path):
     assert sampler.skipped > 0
 
 
+def test_a_reseeded_sampler_shares_the_images_but_not_the_stream(photo, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    sampler, twin = (PatchSampler(folders=[tmp_path], patch=32, seed=0) for _ in range(2))
+    other = sampler.with_seed(7)
+    assert other.images is sampler.images
+    assert torch.equal(other.batch(4), PatchSampler(folders=[tmp_path], patch=32, seed=7).batch(4))
+    assert torch.equal(sampler.batch(4), twin.batch(4))  # drawing from the copy left this stream alone
+
+
 def tiny_run_args(variant: str, photo, tmp_path, steps: int) -> list[str]:
     """`rescale train` flags for a one-block model on one photo, written to tmp_path/run."""
     from PIL import Image
