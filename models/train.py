@@ -58,6 +58,8 @@ class TrainConfig:
     # -M stage 1
     codec_pretrain_steps: int = 500
     codec_pretrain_lr: float = 1e-3
+    # -M stage 2 trains the codec only, against the HR, on a warm-started network left as it is
+    freeze_network: bool = False
     # architecture
     blocks_per_level: int = 8
     growth: int = 32
@@ -95,9 +97,18 @@ class TrainConfig:
         return Path(self.out or f"runs/{self.variant}-x{self.scale}")
 
 
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return lowered == "true"
+
+
 def _field_type(f: dataclasses.Field) -> tuple[type, str | None]:
-    """(element type, nargs) for a TrainConfig field: int, float, str, list[...] or X | None."""
+    """(element type, nargs) for a TrainConfig field: bool, int, float, str, list[...] or X | None."""
     hint = f.type
+    if hint is bool:
+        return _parse_bool, None
     if typing.get_origin(hint) is list:
         return typing.get_args(hint)[0], "+"
     if typing.get_origin(hint) in (types.UnionType, typing.Union):
@@ -124,7 +135,12 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         raise ValueError(f"unknown keys in {args.config}: {', '.join(unknown)}")
     values.update({k: v for k, v in vars(args).items() if k in known and v is not None})
     config = TrainConfig(**values)
-    config.model_config()  # fail early on a bad variant or size
+    model_config = config.model_config()  # fail early on a bad variant or size
+    if config.freeze_network and not (model_config.metadata and config.init_from):
+        raise ValueError(
+            "freeze_network keeps a trained network as it is: it needs an -M variant and init_from, "
+            f"got variant {config.variant!r} and init_from {config.init_from!r}"
+        )
     return config
 
 
@@ -222,9 +238,11 @@ def run_training(config: TrainConfig) -> Path:
         if trainer.history:
             plot_loss_curves(trainer.history, out / "loss.png", f"{config.variant} x{config.scale}")
 
+    if config.freeze_network:
+        model.net.requires_grad_(False)  # -M then degrades to exactly its base when the code is stripped
     trainer = Trainer(
         objective=RescalingObjective(model, config.loss_weights()),
-        parameters=list(model.parameters()),
+        parameters=list(model.codec.parameters() if config.freeze_network else model.parameters()),
         batches=sampler,
         config=config.trainer_config(steps=config.steps, lr=config.lr),
         folder=joint_folder,

@@ -170,6 +170,26 @@ def test_train_command_resumes_and_exports(tmp_path, photo, capsys):
     assert training["steps"] == 5 and training["codec_pretrain_steps"] == 2
 
 
+def test_a_frozen_network_m_run_trains_the_codec_only(tmp_path, photo):
+    """-M on a kept base: its network is the base's to the bit, so a stripped file upscales as the base does."""
+    base_dir, m_dir = tmp_path / "base", tmp_path / "m"
+    base_dir.mkdir(), m_dir.mkdir()
+    assert main([*tiny_run_args("irn", photo, base_dir, 2), "--threads", "1"]) == 0
+    m_args = [*tiny_run_args("irn-m", photo, m_dir, 3), "--codec-pretrain-steps", "1", "--threads", "1"]
+    m_args += ["--init-from", str(base_dir / "run"), "--freeze-network", "true"]
+    assert main([*m_args, "--stop-at", "1"]) == 0
+    early = load_model(m_dir / "run").state_dict()
+    assert main(m_args) == 0
+    base, m = load_model(base_dir / "run").state_dict(), load_model(m_dir / "run").state_dict()
+    assert all(torch.equal(base[k], m[k]) for k in base)
+    codec = [k for k in m if k.startswith("codec.") and k.endswith("weight")]
+    assert all(not torch.equal(early[k], m[k]) for k in codec)  # steps 2 and 3 moved the codec only
+    with pytest.raises(ValueError, match="freeze_network keeps a trained network as it is: it needs an -M variant"):
+        resolve_config(build_parser().parse_args(["train", "--variant", "irn-m", "--freeze-network", "true"]))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--freeze-network", "yes"])
+
+
 def test_torchrun_trains_with_two_processes(tmp_path, photo):
     """DistributedDataParallel over gloo on the CPU: the same entry point as on a multi-GPU node."""
     import subprocess
