@@ -53,11 +53,14 @@ publish: $(STAMP)
 	for run in $(SHIPPED_RUNS); do $(VENV)/bin/rescale publish runs/$$run || exit 1; done
 
 # docs/results.md: Table 3 on eval/ and the PyPI pool at x2 and x4, files in every format, damaged files,
-# the figure and the loss curves; also records each shipped model's figures in the manifest.
+# the figure and the loss curves; also records each shipped model's figures in the manifest. Rows of
+# weights already measured (same weights id, method and images) are taken from REUSE, not measured again.
+REUSE ?= $(wildcard docs/results/results.json)
 report: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e '.[eval]'
 	$(VENV)/bin/rescale eval --data ../shared/data/eval pypi --scales 2 4 --formats png jpeg webp --damaged \
-		--figure --figure-image ../shared/data/eval/rocks.png --manifest --out docs/results --report docs/results.md
+		--figure --figure-image ../shared/data/eval/rocks.png --manifest --out docs/results --report docs/results.md \
+		$(if $(REUSE),--reuse $(REUSE))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -85,6 +85,7 @@ def _eval(args: argparse.Namespace) -> int:
         limit=args.limit,
         formats=args.formats,
         damaged=args.damaged,
+        reusable=evaluate.load_reusable(args.reuse),
     )
     md, js = evaluate.write_tables(rows, names, Path(args.out))
     if args.manifest:
@@ -233,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", action="store_true", help="also write a Fig.-2-style crop comparison")
     p.add_argument("--figure-image", default=None, help="image for --figure (default: first of the first folder)")
     p.add_argument("--report", default=None, help="also write the full report (e.g. docs/results.md)")
+    p.add_argument(
+        "--reuse",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="results.json files of earlier runs: rows of the same weights, method and images are not measured again",
+    )
     _model_options(p)
     p.set_defaults(func=_eval)
     return parser

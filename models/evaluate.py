@@ -123,6 +123,27 @@ def methods_for(entry: Entry, formats: list[str], damaged: bool) -> list[Method]
     return out
 
 
+Reusable = dict[tuple[str, int, str | None], dict[str, dict]]
+
+
+def load_reusable(paths: list[Path]) -> Reusable:
+    """Rows of earlier `results.json` files, keyed by (method, scale, weights id): set name -> summary.
+
+    The weights id names the exact weights, so a row measured once stands until the weights change.
+    """
+    reusable: Reusable = {}
+    for path in paths:
+        for row in json.loads(Path(path).read_text()):
+            reusable.setdefault((row["method"], row["scale"], row["weights_id"]), {}).update(row["sets"])
+    return reusable
+
+
+def _reused(reusable: Reusable, method: Method, scale: int, set_name: str, images: int) -> dict | None:
+    weights_id = None if method.entry is None else method.entry.weights_id
+    summary = reusable.get((method.name, scale, weights_id), {}).get(set_name)
+    return summary if summary is not None and summary["images"] == images else None
+
+
 def evaluate(
     *,
     sets: list[ImageSet],
@@ -133,6 +154,7 @@ def evaluate(
     limit: int | None = None,
     formats: list[str] | None = None,
     damaged: bool = False,
+    reusable: Reusable | None = None,
     log=print,
 ) -> list[dict]:
     rows: list[dict] = []
@@ -140,11 +162,16 @@ def evaluate(
         groups: list[tuple[Entry | None, list[Method]]] = [(None, [Method(None)])]
         groups += [(e, methods_for(e, formats or ["png"], damaged)) for e in entries if e.config.scale == scale]
         for entry, methods in groups:
-            model = None if entry is None else registry.model(entry.weights_id, device)
-            sets_scores: dict[str, list[Score]] = {}
+            summaries: dict[str, list[dict]] = {}
             for image_set in sets:
-                scores = sets_scores[image_set.name] = [Score() for _ in methods]
-                for path in image_set.paths[:limit]:
+                paths = image_set.paths[:limit]
+                known = [_reused(reusable or {}, m, scale, image_set.name, len(paths)) for m in methods]
+                if all(k is not None for k in known):
+                    summaries[image_set.name] = known
+                    continue
+                model = None if entry is None else registry.model(entry.weights_id, device)
+                scores = [Score() for _ in methods]
+                for path in paths:
                     hr = modcrop(load_rgb(path), scale)
                     if model is None:
                         scores[0].add(hr, bicubic_round_trip(hr, scale), scale)
@@ -153,6 +180,7 @@ def evaluate(
                     for method, score in zip(methods, scores, strict=True):
                         out, size = round_trip_file(model, entry, hr, method, downscaled)
                         score.add(hr, out, scale, size)
+                summaries[image_set.name] = [score.summary() for score in scores]
             for i, method in enumerate(methods):
                 row = {
                     "method": method.name,
@@ -160,7 +188,7 @@ def evaluate(
                     "format": None if entry is None else method.format,
                     "damage": method.damage,
                     "weights_id": None if entry is None else entry.weights_id,
-                    "sets": {name: scores[i].summary() for name, scores in sets_scores.items()},
+                    "sets": {name: per_method[i] for name, per_method in summaries.items()},
                 }
                 for name, s in row["sets"].items():
                     log(f"x{scale} {method.name:<28} {name:<12} {s['psnr']:.2f} dB / {s['ssim']:.4f}")

@@ -100,6 +100,26 @@ def test_cli_eval_rows_for_formats_and_damage(model_folder, photo, tmp_path):
     assert rows["IRN-A [drop-alpha]"]["bytes_per_px"] == rows["IRN-A"]["bytes_per_px"]
 
 
+def test_cli_eval_reuses_rows_of_the_same_weights_and_images(model_folder, photo, tmp_path):
+    data = tmp_path / "set"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "a.png")
+    folder = model_folder("irn-a", 2)
+    first, second = tmp_path / "first", tmp_path / "second"
+    argv = ["eval", "--data", str(data), "--scales", "2", "--damaged", "--no-shipped", "--weights", str(folder)]
+    assert main([*argv, "--out", str(first)]) == 0
+    rows = json.loads((first / "results.json").read_text())
+    for row in rows:
+        row["sets"]["set"]["psnr"] = 99.0  # a marker: a reused row keeps it, a measured one cannot
+    (first / "results.json").write_text(json.dumps(rows))
+    assert main([*argv, "--out", str(second), "--reuse", str(first / "results.json")]) == 0
+    assert [r["sets"]["set"]["psnr"] for r in json.loads((second / "results.json").read_text())] == [99.0] * 3
+    Image.fromarray(photo[:64, :48]).save(data / "b.png")  # other images: measured again
+    assert main([*argv, "--out", str(second), "--reuse", str(first / "results.json")]) == 0
+    again = json.loads((second / "results.json").read_text())
+    assert all(r["sets"]["set"]["images"] == 2 and r["sets"]["set"]["psnr"] < 99.0 for r in again)
+
+
 def test_cli_eval_writes_table_and_figure(model_folder, photo, tmp_path, capsys):
     data = tmp_path / "set"
     data.mkdir()
