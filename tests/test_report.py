@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from models import pools
+from models import pools, report
 from models.checkpoint import load_model, save_model
 from models.publish import publish
 from models.report import write_report
@@ -37,6 +37,21 @@ def test_report_puts_our_gain_beside_the_papers(tmp_path):
     assert "| IRN-A | 2 | +8.00 dB | not reported | — |" in gaps
     assert "jpeg" not in gaps and "strip-metadata" not in gaps
     assert "| IRN | 4 | 33.00 / 0.9000 (+3.00) | 0.500 |" in text
+
+
+def test_report_sets_each_budget_against_the_papers():
+    model = {
+        "name": "irn-x4",
+        "variant": "irn",
+        "weights_id": "0" * 16,
+        "parameters": 4_355_136,
+        "training": {"steps": 1800, "batch_size": 8, "patch": 64, "wall_time_s": 3600.0, "hardware": "cpu"},
+    }
+    a = model | {"name": "irn-a-x4", "variant": "irn-a"}
+    text = report._paper_budget_rows([model, a])
+    # 500k x 16 x 144^2 = 165.9 G pixels against 1800 x 8 x 64^2 = 59 M: 2,812.5x the pixels, so as many hours
+    assert text[2] == "| irn-x4 | 59 M | 166 G | 2,812x | 2,812 h on cpu |"
+    assert text[3] == "| irn-a-x4 | 59 M | 83 G | 1,406x | 1,406 h on cpu |"
 
 
 def test_pypi_pool_names_the_missing_package(monkeypatch):
