@@ -18,6 +18,7 @@ from PIL import Image
 from models import files
 from models.bicubic import bicubic_round_trip, modcrop
 from models.files.containers import png_header_text, write_png
+from models.files.errors import MetadataTooLargeError
 from models.images import load_rgb
 from models.metrics import psnr_y, ssim_y
 from models.pipeline import Downscaled, downscale_image, upscale_image
@@ -31,6 +32,7 @@ class Score:
     psnr: list[float] = field(default_factory=list)
     ssim: list[float] = field(default_factory=list)
     bytes_per_px: list[float] = field(default_factory=list)
+    refused: int = 0  # images the format cannot hold (e.g. a -M code over JPEG's APP1 limit)
 
     def add(self, hr: np.ndarray, out: np.ndarray, crop: int, stored_bytes: int | None = None) -> None:
         self.psnr.append(psnr_y(hr, out, crop))
@@ -40,10 +42,11 @@ class Score:
 
     def summary(self) -> dict:
         return {
-            "psnr": float(np.mean(self.psnr)),
-            "ssim": float(np.mean(self.ssim)),
+            "psnr": float(np.mean(self.psnr)) if self.psnr else None,
+            "ssim": float(np.mean(self.ssim)) if self.ssim else None,
             "bytes_per_px": float(np.mean(self.bytes_per_px)) if self.bytes_per_px else None,
-            "images": len(self.psnr),
+            "images": len(self.psnr) + self.refused,
+            "refused": self.refused,
         }
 
 
@@ -178,7 +181,11 @@ def evaluate(
                         continue
                     downscaled = downscale_image(model, hr)  # one forward pass for all of this model's rows
                     for method, score in zip(methods, scores, strict=True):
-                        out, size = round_trip_file(model, entry, hr, method, downscaled)
+                        try:
+                            out, size = round_trip_file(model, entry, hr, method, downscaled)
+                        except MetadataTooLargeError:  # the product refuses this file too: counted, not averaged
+                            score.refused += 1
+                            continue
                         score.add(hr, out, scale, size)
                 summaries[image_set.name] = [score.summary() for score in scores]
             for i, method in enumerate(methods):
@@ -191,7 +198,10 @@ def evaluate(
                     "sets": {name: per_method[i] for name, per_method in summaries.items()},
                 }
                 for name, s in row["sets"].items():
-                    log(f"x{scale} {method.name:<28} {name:<12} {s['psnr']:.2f} dB / {s['ssim']:.4f}")
+                    figures = "refused" if s["psnr"] is None else f"{s['psnr']:.2f} dB / {s['ssim']:.4f}"
+                    if s.get("refused"):
+                        figures += f" ({s['refused']} of {s['images']} refused)"
+                    log(f"x{scale} {method.name:<28} {name:<12} {figures}")
                 rows.append(row)
     return rows
 
@@ -208,6 +218,12 @@ def markdown_table(rows: list[dict], names: list[str]) -> str:
             base = bicubic.get((row["scale"], n))
             gain = "" if row["method"] == "Bicubic" or base is None else f" ({s['psnr'] - base:+.2f})"
             bpp = "—" if s["bytes_per_px"] is None else f"{s['bytes_per_px']:.3f}"
+            refused = s.get("refused", 0)
+            if refused == s["images"]:
+                cells += [f"all {refused} refused (code too large for the format)", bpp]
+                continue
+            if refused:  # an average over other images than bicubic's: no gain, the count instead
+                gain = f" ({s['images'] - refused} of {s['images']}; {refused} refused: code too large)"
             cells += [f"{s['psnr']:.2f} / {s['ssim']:.4f}{gain}", bpp]
         lines.append(f"| {row['method']} | {row['scale']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

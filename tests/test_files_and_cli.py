@@ -100,6 +100,31 @@ def test_cli_eval_rows_for_formats_and_damage(model_folder, photo, tmp_path):
     assert rows["IRN-A [drop-alpha]"]["bytes_per_px"] == rows["IRN-A"]["bytes_per_px"]
 
 
+def test_cli_eval_counts_files_the_format_cannot_hold(model_folder, photo, tmp_path, monkeypatch):
+    """A -M code over JPEG's APP1 limit is refused by the product, so the table counts it, not averages it."""
+    from models.files import containers
+
+    data = tmp_path / "set"
+    data.mkdir()
+    Image.fromarray(np.tile(photo, (4, 4, 1))).save(data / "a.png")
+    Image.fromarray(photo[:32, :32]).save(data / "b.png")
+    out = tmp_path / "report"
+    argv = ["eval", "--data", str(data), "--scales", "2", "--out", str(out), "--formats", "png", "jpeg"]
+    argv += ["--no-shipped", "--weights", str(model_folder("irn-m", 2))]
+    sizes = []
+    exif_bytes = containers.exif_bytes
+    monkeypatch.setattr(containers, "exif_bytes", lambda text: sizes.append(len(exif_bytes(text))) or exif_bytes(text))
+    assert main(argv) == 0
+    assert min(sizes) * 2 < max(sizes) <= containers.JPEG_MAX_EXIF  # all fit under the real limit
+    monkeypatch.setattr(containers, "JPEG_MAX_EXIF", (min(sizes) + max(sizes)) // 2)  # now the large one does not
+    assert main(argv) == 0
+    rows = {r["method"]: r["sets"]["set"] for r in json.loads((out / "results.json").read_text())}
+    assert rows["IRN-M"]["refused"] == 0 and rows["IRN-M"]["images"] == 2
+    assert rows["IRN-M (jpeg q95)"]["refused"] == 1 and rows["IRN-M (jpeg q95)"]["images"] == 2
+    table = (out / "results.md").read_text()
+    assert "| IRN-M (jpeg q95) | 2 | " in table and "(1 of 2; 1 refused: code too large) |" in table
+
+
 def test_cli_eval_reuses_rows_of_the_same_weights_and_images(model_folder, photo, tmp_path):
     data = tmp_path / "set"
     data.mkdir()
