@@ -32,12 +32,8 @@ THREADS ?= 1
 train-irn-x2 train-irn-a-x2 train-irn-x4: train-%: $(STAMP)
 	$(TRAIN) --config models/configs/$*.toml
 
-# The shipped x4 IRN-A starts from an x2 IRN-A of the first -A recipe (alpha_gain 1, fp32) at step 1284
-runs/irn-a-x2-gain1-at-1284/model.safetensors: $(STAMP)
-	$(TRAIN) --config models/configs/irn-a-x2.toml --alpha-gain 1 --precision fp32 --stop-at 1284 \
-		--out runs/irn-a-x2-gain1-at-1284
-
-train-irn-a-x4: runs/irn-a-x2-gain1-at-1284/model.safetensors
+# The shipped x4 IRN-A starts its first Haar level from the finished x2 IRN-A
+train-irn-a-x4: train-irn-a-x2
 	$(TRAIN) --config models/configs/irn-a-x4.toml
 
 train-irn-m-x2: train-irn-x2

@@ -219,7 +219,7 @@ def markdown_table(rows: list[dict], names: list[str]) -> str:
             gain = "" if row["method"] == "Bicubic" or base is None else f" ({s['psnr'] - base:+.2f})"
             bpp = "—" if s["bytes_per_px"] is None else f"{s['bytes_per_px']:.3f}"
             refused = s.get("refused", 0)
-            if refused == s["images"]:
+            if refused and refused == s["images"]:
                 cells += [f"all {refused} refused (code too large for the format)", bpp]
                 continue
             if refused:  # an average over other images than bicubic's: no gain, the count instead
