@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SAMPLE ?= ../shared/data/eval/sheep.png
 
-.PHONY: serve demo test retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4
+.PHONY: serve demo test retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4 train-dlv-irn-x4
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,7 +29,7 @@ test: $(STAMP)
 TRAIN = $(VENV)/bin/rescale train --threads $(THREADS)
 THREADS ?= 1
 
-train-irn-x2 train-irn-a-x2 train-irn-x4: train-%: $(STAMP)
+train-irn-x2 train-irn-a-x2 train-irn-x4 train-dlv-irn-x4: train-%: $(STAMP)
 	$(TRAIN) --config models/configs/$*.toml
 
 # The shipped x4 IRN-A starts its first Haar level from the finished x2 IRN-A
@@ -42,7 +42,7 @@ train-irn-m-x2: train-irn-x2
 train-irn-m-x4: train-irn-x4
 	$(TRAIN) --config models/configs/irn-m-x4.toml
 
-SHIPPED_RUNS = irn-x2 irn-a-x2 irn-m-x2 irn-x4 irn-a-x4 irn-m-x4
+SHIPPED_RUNS = irn-x2 irn-a-x2 irn-m-x2 irn-x4 irn-a-x4 irn-m-x4 dlv-irn-x4
 retrain: $(addprefix train-,$(SHIPPED_RUNS))
 
 publish: $(STAMP)
