@@ -216,14 +216,15 @@ def markdown_table(rows: list[dict], names: list[str]) -> str:
         for n in names:
             s = row["sets"][n]
             base = bicubic.get((row["scale"], n))
-            gain = "" if row["method"] == "Bicubic" or base is None else f" ({s['psnr'] - base:+.2f})"
             bpp = "—" if s["bytes_per_px"] is None else f"{s['bytes_per_px']:.3f}"
             refused = s.get("refused", 0)
-            if refused and refused == s["images"]:
+            if refused and refused == s["images"]:  # no PSNR at all
                 cells += [f"all {refused} refused (code too large for the format)", bpp]
                 continue
             if refused:  # an average over other images than bicubic's: no gain, the count instead
                 gain = f" ({s['images'] - refused} of {s['images']}; {refused} refused: code too large)"
+            else:
+                gain = "" if row["method"] == "Bicubic" or base is None else f" ({s['psnr'] - base:+.2f})"
             cells += [f"{s['psnr']:.2f} / {s['ssim']:.4f}{gain}", bpp]
         lines.append(f"| {row['method']} | {row['scale']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -123,6 +123,10 @@ def test_cli_eval_counts_files_the_format_cannot_hold(model_folder, photo, tmp_p
     assert rows["IRN-M (jpeg q95)"]["refused"] == 1 and rows["IRN-M (jpeg q95)"]["images"] == 2
     table = (out / "results.md").read_text()
     assert "| IRN-M (jpeg q95) | 2 | " in table and "(1 of 2; 1 refused: code too large) |" in table
+    monkeypatch.setattr(containers, "JPEG_MAX_EXIF", min(sizes) - 1)  # neither fits: a row with no figures
+    assert main(argv) == 0
+    table = (out / "results.md").read_text()
+    assert "| IRN-M (jpeg q95) | 2 | all 2 refused (code too large for the format) | — |" in table
 
 
 def test_cli_eval_reuses_rows_of_the_same_weights_and_images(model_folder, photo, tmp_path):
