@@ -86,6 +86,8 @@ def _eval(args: argparse.Namespace) -> int:
         formats=args.formats,
         damaged=args.damaged,
         reusable=evaluate.load_reusable(args.reuse),
+        # rows are saved as each model finishes: rerun with --reuse <out>/results.json to resume
+        on_rows=lambda done: evaluate.write_tables(done, names, Path(args.out)),
     )
     md, js = evaluate.write_tables(rows, names, Path(args.out))
     if args.manifest:

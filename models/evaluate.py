@@ -159,7 +159,9 @@ def evaluate(
     damaged: bool = False,
     reusable: Reusable | None = None,
     log=print,
+    on_rows=None,
 ) -> list[dict]:
+    """Rows of Table 3; `on_rows(rows)` gets the rows so far after each model, so a caller can save them."""
     rows: list[dict] = []
     for scale in scales:
         groups: list[tuple[Entry | None, list[Method]]] = [(None, [Method(None)])]
@@ -203,6 +205,8 @@ def evaluate(
                         figures += f" ({s['refused']} of {s['images']} refused)"
                     log(f"x{scale} {method.name:<28} {name:<12} {figures}")
                 rows.append(row)
+            if on_rows is not None:
+                on_rows(rows)
     return rows
 
 

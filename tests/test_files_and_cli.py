@@ -149,6 +149,33 @@ def test_cli_eval_reuses_rows_of_the_same_weights_and_images(model_folder, photo
     assert all(r["sets"]["set"]["images"] == 2 and r["sets"]["set"]["psnr"] < 99.0 for r in again)
 
 
+def test_cli_eval_keeps_finished_rows_when_killed_and_resumes_from_them(model_folder, photo, tmp_path, monkeypatch):
+    from models import evaluate
+
+    data = tmp_path / "set"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "a.png")
+    out = tmp_path / "report"
+    argv = ["eval", "--data", str(data), "--scales", "2", "--no-shipped", "--weights", str(model_folder("irn", 2))]
+    argv += ["--out", str(out)]
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(evaluate, "round_trip_file", killed)  # dies inside the model's group, after bicubic's
+        with pytest.raises(KeyboardInterrupt):
+            main(argv)
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in rows] == ["Bicubic"]
+    rows[0]["sets"]["set"]["psnr"] = 99.0  # a marker: only a resumed row keeps it
+    (out / "results.json").write_text(json.dumps(rows))
+    assert main([*argv, "--reuse", str(out / "results.json")]) == 0
+    resumed = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in resumed] == ["Bicubic", "IRN"]
+    assert resumed[0]["sets"]["set"]["psnr"] == 99.0 and resumed[1]["sets"]["set"]["psnr"] < 99.0
+
+
 def test_cli_eval_writes_table_and_figure(model_folder, photo, tmp_path, capsys):
     data = tmp_path / "set"
     data.mkdir()
