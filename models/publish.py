@@ -42,6 +42,25 @@ def warm_start(training: dict) -> str | None:
     return f"{model['variant']} x{model['scale']} at step {steps} ({folder})"
 
 
+STAGE_KEYS = ("seed", "steps", "batch_size", "patch", "precision", "codec_pretrain_steps", "wall_time_s", "hardware")
+
+
+def earlier_stages(training: dict) -> list[dict]:
+    """The runs a warm-started run stands on, nearest first, each with its own budget (what its folder recorded)."""
+    stages: list[dict] = []
+    folder = training.get("config", {}).get("init_from")
+    while folder and (Path(folder) / CONFIG_FILE).is_file() and len(stages) < 16:
+        source = json.loads((Path(folder) / CONFIG_FILE).read_text())
+        earlier = source.get("training", {})
+        model = source["model"]
+        stages.append(
+            {"run": str(folder), "variant": model["variant"], "scale": model["scale"]}
+            | {k: earlier[k] for k in STAGE_KEYS if k in earlier}
+        )
+        folder = earlier.get("config", {}).get("init_from")
+    return stages
+
+
 def publish(run: str | Path, *, name: str | None = None, dest: Path = SHIPPED) -> dict:
     run = Path(run)
     model = load_model(run)
@@ -62,7 +81,8 @@ def publish(run: str | Path, *, name: str | None = None, dest: Path = SHIPPED) -
         "dtype": "float16",
         "parameters": sum(p.numel() for p in model.parameters()),
         "config": model.config.to_dict(),
-        "training": {k: v for k, v in training.items() if k != "config"} | {"init_from": warm_start(training)},
+        "training": {k: v for k, v in training.items() if k != "config"}
+        | {"init_from": warm_start(training), "earlier_stages": earlier_stages(training)},
         "eval": {},
     }
     manifest_path = dest / "manifest.json"

@@ -54,6 +54,20 @@ def test_report_sets_each_budget_against_the_papers():
     assert text[3] == "| irn-a-x4 | 59 M | 83 G | 1,406x | 1,406 h on cpu |"
 
 
+def test_report_counts_the_runs_a_warm_started_model_stands_on():
+    stage = {"steps": 1800, "batch_size": 8, "patch": 64, "wall_time_s": 3600.0}
+    model = {
+        "name": "irn-x4",
+        "variant": "irn",
+        "weights_id": "0" * 16,
+        "parameters": 4_355_136,
+        "training": stage | {"hardware": "cpu", "init_from": "irn x4 at step 1800", "earlier_stages": [stage]},
+    }
+    # twice the pixels at the same rate: half the multiple, the same hours
+    assert report._paper_budget_rows([model])[2] == "| irn-x4 | 118 M | 166 G | 1,406x | 2,812 h on cpu |"
+    assert "| irn x4 at step 1800 | 1.00 h (2.00 h) | cpu |" in report._budget_rows([model])[2]
+
+
 def test_pypi_pool_names_the_missing_package(monkeypatch):
     monkeypatch.setattr(pools.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match=r"needs the scikit-image package: pip install -e '.\[eval\]'"):
@@ -72,11 +86,35 @@ def test_a_folder_set_is_named_after_the_folder(tmp_path, photo):
 
 def test_publish_records_where_a_warm_started_run_began(model_folder, tmp_path):
     source = model_folder("irn-a", 2)
-    save_model(load_model(source), source, extra={"training": {"steps": 1284}})
+    base = model_folder("irn", 2)
+    save_model(load_model(base), base, extra={"training": {"steps": 3000, "wall_time_s": 60.0}})
+    source_training = {"steps": 1284, "wall_time_s": 30.0, "config": {"init_from": str(base)}}
+    save_model(load_model(source), source, extra={"training": source_training})
     run = model_folder("irn-a", 4)
     save_model(load_model(run), run, extra={"training": {"steps": 10, "config": {"init_from": str(source)}}})
     dest = tmp_path / "weights"
     dest.mkdir()
     entry = publish(run, dest=dest)
     assert entry["training"]["init_from"] == f"irn-a x2 at step 1284 ({source})"
+    assert entry["training"]["earlier_stages"] == [
+        {"run": str(source), "variant": "irn-a", "scale": 2, "steps": 1284, "wall_time_s": 30.0},
+        {"run": str(base), "variant": "irn", "scale": 2, "steps": 3000, "wall_time_s": 60.0},
+    ]
     assert "config" not in json.loads((dest / "manifest.json").read_text())["models"][0]["training"]
+
+
+def test_report_sets_each_model_against_bicubic_and_what_it_extends():
+    rows = [
+        _row("Bicubic", 2, 35.0),
+        _row("IRN", 2, 43.0),
+        _row("IRN-A", 2, 44.5),
+        _row("IRN-A", 2, 34.0, damage="drop-alpha"),
+        _row("IRN-M", 2, 43.5, fmt="webp"),
+        _row("DLV-IRN-A", 2, 45.0),
+    ]
+    lines = report._margin_rows(rows, "eval")
+    assert lines[2:] == [
+        "| IRN | 2 | 43.00 | +8.00 dB | — | — |",
+        "| IRN-A | 2 | 44.50 | +9.50 dB | IRN | +1.50 dB |",
+        "| DLV-IRN-A | 2 | 45.00 | +10.00 dB | DLV-IRN | — |",  # no DLV-IRN row to set it against
+    ]
