@@ -178,7 +178,9 @@ def write_report(
             "## Each model against bicubic and against what it extends",
             "",
             "-A and -M add to the network they are named after, DLV-IRN replaces IRN's latent; the margin is "
-            "measured through the lossless files, nothing stripped.",
+            "measured through the lossless files, nothing stripped, against the shipped model of that network. "
+            "A -M model keeps the run it was trained on as its frozen base (its warm start in the budgets below), "
+            "which need not be the shipped one.",
             "",
             *_margin_rows(rows, set_names[0]),
             "",

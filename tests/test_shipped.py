@@ -40,6 +40,15 @@ def test_every_model_records_its_budget_and_beats_bicubic(entry):
     assert figures["images"] == 19 and figures["psnr"] > figures["bicubic"]["psnr"]
 
 
+@pytest.mark.parametrize("scale, over_bicubic", [(2, 8.0), (4, 4.0)])
+def test_shipped_irn_a_clears_the_quality_floor(scale, over_bicubic):
+    """-A at least 1 dB over the shipped IRN it extends, and its floor over bicubic (eval/, through the files)."""
+    irn_a = BY_VARIANT[("irn-a", scale)]["eval"]["eval"]
+    irn = BY_VARIANT[("irn", scale)]["eval"]["eval"]
+    assert irn_a["psnr"] >= irn["psnr"] + 1.0
+    assert irn_a["psnr"] >= irn_a["bicubic"]["psnr"] + over_bicubic
+
+
 @pytest.fixture(scope="module")
 def registry():
     return Registry()
