@@ -29,19 +29,6 @@ def write_manifest(manifest: dict, path: Path = MANIFEST) -> None:
     os.replace(tmp, path)
 
 
-def warm_start(training: dict) -> str | None:
-    """'<variant> x<scale> at step N (<folder>)' for a run that started from another model folder."""
-    folder = training.get("config", {}).get("init_from")
-    if not folder:
-        return None
-    config_file = Path(folder) / CONFIG_FILE
-    if not config_file.is_file():
-        return str(folder)
-    source = json.loads(config_file.read_text())
-    model, steps = source["model"], source.get("training", {}).get("steps", "?")
-    return f"{model['variant']} x{model['scale']} at step {steps} ({folder})"
-
-
 STAGE_KEYS = ("seed", "steps", "batch_size", "patch", "precision", "codec_pretrain_steps", "wall_time_s", "hardware")
 
 
@@ -61,11 +48,23 @@ def earlier_stages(training: dict) -> list[dict]:
     return stages
 
 
+def warm_start(training: dict, stages: list[dict]) -> str | None:
+    """'<variant> x<scale> at step N (<folder>)' for a run that started from another model folder."""
+    folder = training.get("config", {}).get("init_from")
+    if not folder:
+        return None
+    if not stages:  # the folder it started from is gone
+        return str(folder)
+    first = stages[0]
+    return f"{first['variant']} x{first['scale']} at step {first.get('steps', '?')} ({folder})"
+
+
 def publish(run: str | Path, *, name: str | None = None, dest: Path = SHIPPED) -> dict:
     run = Path(run)
     model = load_model(run)
     training = json.loads((run / CONFIG_FILE).read_text()).get("training", {})
     name = name or f"{model.config.variant}-x{model.config.scale}"
+    stages = earlier_stages(training)
     folder = dest / name
     save_model(model, folder, dtype=torch.float16, extra={"training": training})
     if (run / LOSS_PLOT).is_file():
@@ -82,7 +81,7 @@ def publish(run: str | Path, *, name: str | None = None, dest: Path = SHIPPED) -
         "parameters": sum(p.numel() for p in model.parameters()),
         "config": model.config.to_dict(),
         "training": {k: v for k, v in training.items() if k != "config"}
-        | {"init_from": warm_start(training), "earlier_stages": earlier_stages(training)},
+        | {"init_from": warm_start(training, stages), "earlier_stages": stages},
         "eval": {},
     }
     manifest_path = dest / "manifest.json"

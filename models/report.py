@@ -43,6 +43,10 @@ def _stages(training: dict) -> list[dict]:
     return [training, *training.get("earlier_stages", [])]
 
 
+def _total_wall_s(training: dict) -> float:
+    return sum(stage.get("wall_time_s", 0) for stage in _stages(training))
+
+
 def _paper_budget_rows(models: list[dict]) -> list[str]:
     """HR pixels each shipped run trained on against the paper's, and that budget at this run's CPU rate."""
     lines = [
@@ -55,7 +59,7 @@ def _paper_budget_rows(models: list[dict]) -> list[str]:
         if not ours:
             continue
         theirs = PAPER_ITERATIONS.get(m["variant"], PAPER_DEFAULT_ITERATIONS) * PAPER_BATCH * PAPER_PATCH**2
-        hours = theirs / ours * sum(stage.get("wall_time_s", 0) for stage in _stages(t)) / 3600
+        hours = theirs / ours * _total_wall_s(t) / 3600
         lines.append(
             f"| {m['name']} | {ours / 1e6:,.0f} M | {theirs / 1e9:,.0f} G | {theirs / ours:,.0f}x | "
             f"{hours:,.0f} h on {t.get('hardware', '?')} |"
@@ -72,12 +76,11 @@ def _budget_rows(models: list[dict]) -> list[str]:
     for m in models:
         t = m.get("training", {})
         warm = t.get("init_from") or "—"
-        total = sum(stage.get("wall_time_s", 0) for stage in _stages(t))
         lines.append(
             f"| {m['name']} ({m['weights_id']}) | {m['parameters']:,} | "
             f"{t.get('steps', 0):,} x {t.get('batch_size')} x {t.get('patch')}^2 | "
             f"{t.get('codec_pretrain_steps', 0):,} steps | {warm} | {t.get('wall_time_s', 0) / 3600:.2f} h "
-            f"({total / 3600:.2f} h) | "
+            f"({_total_wall_s(t) / 3600:.2f} h) | "
             f"{t.get('hardware', '?')} |"
         )
     return lines
