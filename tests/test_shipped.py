@@ -49,6 +49,20 @@ def test_shipped_irn_a_clears_the_quality_floor(scale, over_bicubic):
     assert irn_a["psnr"] >= irn_a["bicubic"]["psnr"] + over_bicubic
 
 
+def extended_models(variant: str) -> list[str]:
+    """What a variant is measured against: -A/-M against their base, DLV-IRN against its IRN counterpart."""
+    bases = [variant.removesuffix("-a").removesuffix("-m")] if variant[-2:] in ("-a", "-m") else []
+    return bases + ([variant.removeprefix("dlv-")] if variant.startswith("dlv-") else [])
+
+
+@pytest.mark.parametrize("entry", [m for m in MANIFEST if extended_models(m["variant"])], ids=lambda m: m["name"])
+def test_shipped_model_beats_every_shipped_model_it_extends(entry):
+    """-M beats its base and a DLV-IRN variant ships only where it beats its IRN counterpart (eval/ PSNR-Y)."""
+    for base in extended_models(entry["variant"]):
+        if (base, entry["scale"]) in BY_VARIANT:
+            assert entry["eval"]["eval"]["psnr"] > BY_VARIANT[(base, entry["scale"])]["eval"]["eval"]["psnr"], base
+
+
 @pytest.fixture(scope="module")
 def registry():
     return Registry()
