@@ -193,6 +193,14 @@ def run_training(config: TrainConfig) -> Path:
     model = Rescaler(config.model_config())
     if config.init_from:
         taken = load_matching(model, load_file(str(Path(config.init_from) / WEIGHTS_FILE)))
+        untrained = sorted(set(model.state_dict()) - set(taken))
+        if config.freeze_network and any(k.startswith("net.") for k in untrained):
+            # a frozen network must be the trained one, every tensor of it, not partly fresh blocks
+            raise ValueError(
+                f"freeze_network needs the whole network from {config.init_from}, but "
+                f"{sum(k.startswith('net.') for k in untrained)} of its tensors do not match there "
+                f"(e.g. {next(k for k in untrained if k.startswith('net.'))}); are blocks_per_level and scale the same?"
+            )
         if rank == 0:
             print(f"warm start: {len(taken)} tensors from {config.init_from}")
     sampler = PatchSampler(

@@ -171,7 +171,7 @@ def test_train_command_resumes_and_exports(tmp_path, photo, capsys):
     assert training["steps"] == 5 and training["codec_pretrain_steps"] == 2
 
 
-def test_a_frozen_network_m_run_trains_the_codec_only(tmp_path, photo):
+def test_a_frozen_network_m_run_trains_the_codec_only(tmp_path, photo, capsys):
     """-M on a kept base: its network is the base's to the bit, so a stripped file upscales as the base does."""
     base_dir, m_dir = tmp_path / "base", tmp_path / "m"
     base_dir.mkdir(), m_dir.mkdir()
@@ -185,6 +185,9 @@ def test_a_frozen_network_m_run_trains_the_codec_only(tmp_path, photo):
     assert all(torch.equal(base[k], m[k]) for k in base)
     codec = [k for k in m if k.startswith("codec.") and k.endswith("weight")]
     assert all(not torch.equal(early[k], m[k]) for k in codec)  # steps 2 and 3 moved the codec only
+    other_size = [*m_args, "--blocks-per-level", "2", "--out", str(tmp_path / "m2")]  # the base has 1 per level
+    assert main(other_size) == 2
+    assert "freeze_network needs the whole network from" in capsys.readouterr().err
     with pytest.raises(ValueError, match="freeze_network keeps a trained network as it is: it needs an -M variant"):
         resolve_config(build_parser().parse_args(["train", "--variant", "irn-m", "--freeze-network", "true"]))
     with pytest.raises(SystemExit):
