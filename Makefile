@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SAMPLE ?= ../shared/data/eval/sheep.png
 
-.PHONY: serve demo test retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4 train-dlv-irn-x4 train-irn-x2-long train-irn-a-x2-long train-irn-x4-small train-irn-m-x4-small train-dlv-irn-x4-small
+.PHONY: serve demo test retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4 train-dlv-irn-x4 train-irn-x2-long train-irn-a-x2-long train-irn-x4-small train-irn-m-x4-small train-dlv-irn-x4-small train-irn-m-x2-long
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -46,6 +46,10 @@ train-irn-a-x4: train-irn-a-x2
 train-irn-m-x2: train-irn-x2
 	$(TRAIN) --config models/configs/irn-m-x2.toml
 
+# The shipped x2 IRN-M keeps the shipped (5,000-step) x2 IRN frozen as its base
+train-irn-m-x2-long: train-irn-x2-long
+	$(TRAIN) --config models/configs/irn-m-x2-long.toml
+
 train-irn-m-x4: train-irn-x4
 	$(TRAIN) --config models/configs/irn-m-x4.toml
 
@@ -53,7 +57,7 @@ train-irn-m-x4: train-irn-x4
 train-irn-m-x4-small: train-irn-x4-small
 	$(TRAIN) --config models/configs/irn-m-x4-small.toml
 
-SHIPPED_RUNS = irn-x2-long irn-a-x2-long irn-m-x2 irn-x4 irn-a-x4 irn-m-x4 dlv-irn-x4
+SHIPPED_RUNS = irn-x2-long irn-a-x2-long irn-m-x2-long irn-x4-small irn-a-x4 irn-m-x4-small dlv-irn-x4-small
 retrain: $(addprefix train-,$(SHIPPED_RUNS))
 
 publish: $(STAMP)
