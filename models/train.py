@@ -193,13 +193,12 @@ def run_training(config: TrainConfig) -> Path:
     model = Rescaler(config.model_config())
     if config.init_from:
         taken = load_matching(model, load_file(str(Path(config.init_from) / WEIGHTS_FILE)))
-        untrained = sorted(set(model.state_dict()) - set(taken))
-        if config.freeze_network and any(k.startswith("net.") for k in untrained):
+        fresh = sorted(k for k in set(model.state_dict()) - set(taken) if k.startswith("net."))
+        if config.freeze_network and fresh:
             # a frozen network must be the trained one, every tensor of it, not partly fresh blocks
             raise ValueError(
-                f"freeze_network needs the whole network from {config.init_from}, but "
-                f"{sum(k.startswith('net.') for k in untrained)} of its tensors do not match there "
-                f"(e.g. {next(k for k in untrained if k.startswith('net.'))}); are blocks_per_level and scale the same?"
+                f"freeze_network needs the whole network from {config.init_from}, but {len(fresh)} of its "
+                f"tensors do not match there (e.g. {fresh[0]}); are blocks_per_level and scale the same?"
             )
         if rank == 0:
             print(f"warm start: {len(taken)} tensors from {config.init_from}")
