@@ -13,6 +13,7 @@ from models.metrics import psnr_y
 from models.pipeline import downscale_image
 from models.publish import read_manifest
 from models.registry import SHIPPED, Registry
+from models.report import BASE_OF
 from tests.service_helpers import png_bytes, running_server
 
 MANIFEST = read_manifest()["models"]
@@ -50,9 +51,10 @@ def test_shipped_irn_a_clears_the_quality_floor(scale, over_bicubic):
 
 
 def extended_models(variant: str) -> list[str]:
-    """What a variant is measured against: -A/-M against their base, DLV-IRN against its IRN counterpart."""
-    bases = [variant.removesuffix("-a").removesuffix("-m")] if variant[-2:] in ("-a", "-m") else []
-    return bases + ([variant.removeprefix("dlv-")] if variant.startswith("dlv-") else [])
+    """What the report measures a variant against (BASE_OF), and for a DLV-IRN variant its IRN counterpart too."""
+    base = BASE_OF.get(variant.upper())
+    counterpart = variant.removeprefix("dlv-").upper() if variant.startswith("dlv-") else None
+    return sorted({m.lower() for m in (base, counterpart) if m})
 
 
 @pytest.mark.parametrize("entry", [m for m in MANIFEST if extended_models(m["variant"])], ids=lambda m: m["name"])
