@@ -7,6 +7,7 @@ then everything is trained jointly with eq. (2).
 
 import argparse
 import dataclasses
+import json
 import os
 import platform
 import tomllib
@@ -222,7 +223,9 @@ def run_training(config: TrainConfig) -> Path:
             description=f"{config.variant} x{config.scale} codec pre-training",
         )
         pretrain.run()
-        pretrain_s = pretrain.elapsed_s
+    if (pretrain_folder / "checkpoint.json").exists():
+        # from its checkpoint, so a run resumed after pre-training still counts that time
+        pretrain_s = json.loads((pretrain_folder / "checkpoint.json").read_text())["elapsed_s"]
 
     def export(trainer: Trainer) -> None:
         """Keep <out> a loadable model folder at every checkpoint, not only at the end."""

@@ -169,6 +169,9 @@ def test_train_command_resumes_and_exports(tmp_path, photo, capsys):
     assert "resumed at step 3" in out and "codec z_scale" not in out  # calibrated once, restored on resume
     training = json.loads((out_dir / "config.json").read_text())["training"]
     assert training["steps"] == 5 and training["codec_pretrain_steps"] == 2
+    pretrain_s = json.loads((out_dir / "codec-pretrain" / "checkpoint.json").read_text())["elapsed_s"]
+    joint_s = json.loads((out_dir / "checkpoint" / "checkpoint.json").read_text())["elapsed_s"]
+    assert training["wall_time_s"] == round(joint_s + pretrain_s, 1)  # the resumed run keeps the pre-training time
 
 
 def test_a_frozen_network_m_run_trains_the_codec_only(tmp_path, photo, capsys):
