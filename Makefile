@@ -68,7 +68,7 @@ train-dlv-irn-m-x4-small: train-dlv-irn-x4-small
 train-dlv-irn-a-x4: train-dlv-irn-a-x2
 	$(TRAIN) --config models/configs/dlv-irn-a-x4.toml
 
-SHIPPED_RUNS = irn-x2-long irn-a-x2-long irn-m-x2-long irn-x4-small irn-a-x4 irn-m-x4-small dlv-irn-x4-small
+SHIPPED_RUNS = irn-x2-long irn-a-x2-long irn-m-x2-long irn-x4-small irn-a-x4 irn-m-x4-small dlv-irn-x4-small dlv-irn-m-x4-small
 retrain: $(addprefix train-,$(SHIPPED_RUNS))
 
 publish: $(STAMP)

@@ -96,15 +96,19 @@ def test_service_serves_the_shipped_metadata_models_as_jpeg(photo):
 
     from service.settings import Settings
 
-    scales = [s for (v, s) in BY_VARIANT if v == "irn-m"]
-    if not scales:
+    shipped_m = [(v, s) for (v, s) in BY_VARIANT if v.endswith("-m")]
+    if not shipped_m:
         pytest.skip("no -M weights shipped")
+    # each -M model by name, then the default, which is DLV-IRN-M where it ships
+    requests = [(v.removesuffix("-m"), v, s) for v, s in shipped_m]
+    for scale in sorted({s for _, s in shipped_m}):
+        requests.append((None, "dlv-irn-m" if ("dlv-irn-m", scale) in BY_VARIANT else "irn-m", scale))
     with running_server(Settings(tile_lr=64, tile_overlap_lr=8)) as url, httpx.Client(base_url=url, timeout=120) as c:
-        for scale in scales:
-            params = {"scale": scale, "mode": "metadata", "format": "jpeg"}
+        for model, variant, scale in requests:
+            params = {"scale": scale, "mode": "metadata", "format": "jpeg"} | ({"model": model} if model else {})
             down = c.post("/downscale", params=params, files={"image": ("a.png", png_bytes(photo), "image/png")})
             assert down.status_code == 200, down.text
-            assert down.headers["x-rescale-variant"] == "irn-m"
+            assert down.headers["x-rescale-variant"] == variant
             up = c.post("/upscale", content=down.content, headers={"content-type": "image/jpeg"})
             assert up.status_code == 200 and "x-rescale-degraded" not in up.headers
             assert Image.open(io.BytesIO(up.content)).size == (photo.shape[1], photo.shape[0])
