@@ -75,6 +75,8 @@ def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> lis
 
 # -- training checkpoints ------------------------------------------------------------------
 
+CHECKPOINT_META = "checkpoint.json"
+
 
 def save_training_state(
     folder: Path,
@@ -92,14 +94,20 @@ def save_training_state(
             tensors[f"optim.{idx}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
     tensors.update({f"rng.{k}": v for k, v in rng.items()})
     _atomic_save_tensors(folder / "checkpoint.safetensors", tensors)
-    _atomic_write_json(folder / "checkpoint.json", {**state, "param_groups": optim["param_groups"]})
+    _atomic_write_json(folder / CHECKPOINT_META, {**state, "param_groups": optim["param_groups"]})
+
+
+def training_meta(folder: Path) -> dict | None:
+    """The scalar state (step, elapsed_s, ...) of the checkpoint in folder, or None if there is none."""
+    path = folder / CHECKPOINT_META
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def load_training_state(
     folder: Path, *, module: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> tuple[dict, dict[str, torch.Tensor]] | None:
     """Restore module and optimiser in place; returns (scalar state, rng tensors) or None if absent."""
-    meta_path, tensor_path = folder / "checkpoint.json", folder / "checkpoint.safetensors"
+    meta_path, tensor_path = folder / CHECKPOINT_META, folder / "checkpoint.safetensors"
     if not meta_path.is_file() or not tensor_path.is_file():
         return None
     meta = json.loads(meta_path.read_text())

@@ -7,7 +7,6 @@ then everything is trained jointly with eq. (2).
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import tomllib
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from models.checkpoint import WEIGHTS_FILE, load_matching, save_model
+from models.checkpoint import WEIGHTS_FILE, load_matching, save_model, training_meta
 from models.devices import pick_device
 from models.losses import CodecPretrainingObjective, LossWeights, RescalingObjective
 from models.patches import PatchSampler
@@ -208,8 +207,8 @@ def run_training(config: TrainConfig) -> Path:
     )
     joint_folder = out / "checkpoint"
     pretrain_folder = out / "codec-pretrain"
-    joint_started = (joint_folder / "checkpoint.json").exists()
-    if model.codec is not None and not joint_started and not (pretrain_folder / "checkpoint.json").exists():
+    joint_started = training_meta(joint_folder) is not None
+    if model.codec is not None and not joint_started and training_meta(pretrain_folder) is None:
         _calibrate_codec(model, config, sampler, device)  # a resumed run restores z_scale with the weights
     pretrain_s = 0.0
     if model.codec is not None and config.codec_pretrain_steps > 0 and not joint_started:
@@ -223,9 +222,8 @@ def run_training(config: TrainConfig) -> Path:
             description=f"{config.variant} x{config.scale} codec pre-training",
         )
         pretrain.run()
-    if (pretrain_folder / "checkpoint.json").exists():
-        # from its checkpoint, so a run resumed after pre-training still counts that time
-        pretrain_s = json.loads((pretrain_folder / "checkpoint.json").read_text())["elapsed_s"]
+    if (pretrained := training_meta(pretrain_folder)) is not None:
+        pretrain_s = pretrained["elapsed_s"]  # from its checkpoint: a run resumed after pre-training still counts it
 
     def export(trainer: Trainer) -> None:
         """Keep <out> a loadable model folder at every checkpoint, not only at the end."""
