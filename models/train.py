@@ -262,5 +262,6 @@ def run_training(config: TrainConfig) -> Path:
     if rank == 0:
         print(f"saved {out / WEIGHTS_FILE} after {trainer.step} steps ({trainer.elapsed_s + pretrain_s:.0f} s)")
     if world > 1:
+        torch.distributed.barrier()  # rank 0 exports last: no rank tears gloo down while another still uses it
         torch.distributed.destroy_process_group()
     return out
