@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SAMPLE ?= ../shared/data/eval/sheep.png
 
-.PHONY: serve demo test retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4 train-dlv-irn-x4 train-irn-x2-long train-irn-a-x2-long train-irn-x4-small train-irn-m-x4-small train-dlv-irn-x4-small train-irn-m-x2-long train-dlv-irn-x2 train-dlv-irn-x2-long train-dlv-irn-m-x4-small train-dlv-irn-a-x2 train-dlv-irn-a-x4
+.PHONY: serve demo test retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4 train-dlv-irn-x4 train-irn-x2-long train-irn-a-x2-long train-irn-x4-small train-irn-m-x4-small train-dlv-irn-x4-small train-irn-m-x2-long train-dlv-irn-x2 train-dlv-irn-x2-long train-dlv-irn-m-x4-small train-dlv-irn-a-x2 train-dlv-irn-a-x4 train-irn-a-x2-small train-irn-a-x4-small
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,7 +29,7 @@ test: $(STAMP)
 TRAIN = $(VENV)/bin/rescale train --threads $(THREADS)
 THREADS ?= 1
 
-train-irn-x2 train-irn-a-x2 train-irn-x4 train-dlv-irn-x4 train-irn-x4-small train-dlv-irn-x4-small train-dlv-irn-x2 train-dlv-irn-a-x2: train-%: $(STAMP)
+train-irn-x2 train-irn-a-x2 train-irn-x4 train-dlv-irn-x4 train-irn-x4-small train-dlv-irn-x4-small train-dlv-irn-x2 train-dlv-irn-a-x2 train-irn-a-x2-small: train-%: $(STAMP)
 	$(TRAIN) --config models/configs/$*.toml
 
 # The shipped x2 IRN and IRN-A are the 3,000-step runs trained for a second cosine cycle of 2,000 steps
@@ -67,6 +67,10 @@ train-dlv-irn-m-x4-small: train-dlv-irn-x4-small
 # The x4 DLV-IRN-A starts its first Haar level from the x2 DLV-IRN-A, as the x4 IRN-A does from the x2 IRN-A
 train-dlv-irn-a-x4: train-dlv-irn-a-x2
 	$(TRAIN) --config models/configs/dlv-irn-a-x4.toml
+
+# The 4-block IRN-A chain: x2 at the 8-block x2 IRN-A's budget, then x4 started from it
+train-irn-a-x4-small: train-irn-a-x2-small
+	$(TRAIN) --config models/configs/irn-a-x4-small.toml
 
 SHIPPED_RUNS = irn-x2-long irn-a-x2-long irn-m-x2-long irn-x4-small irn-a-x4 irn-m-x4-small dlv-irn-x4-small dlv-irn-m-x4-small
 retrain: $(addprefix train-,$(SHIPPED_RUNS))
