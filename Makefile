@@ -72,7 +72,7 @@ train-dlv-irn-a-x4: train-dlv-irn-a-x2
 train-irn-a-x4-small: train-irn-a-x2-small
 	$(TRAIN) --config models/configs/irn-a-x4-small.toml
 
-SHIPPED_RUNS = irn-x2-long irn-a-x2-long irn-m-x2-long irn-x4-small irn-a-x4 irn-m-x4-small dlv-irn-x4-small dlv-irn-m-x4-small
+SHIPPED_RUNS = irn-x2-long irn-a-x2-long irn-m-x2-long irn-x4-small irn-a-x4 irn-m-x4-small dlv-irn-x4-small dlv-irn-m-x4-small dlv-irn-a-x4
 retrain: $(addprefix train-,$(SHIPPED_RUNS))
 
 publish: $(STAMP)
