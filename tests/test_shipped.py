@@ -90,6 +90,19 @@ def test_shipped_latent_code_carries_information(registry, photo, entry):
     assert len(np.unique(code)) > 16 and code.std() > 4
 
 
+@pytest.mark.parametrize("mode", ["plain", "alpha", "metadata"])
+def test_requests_without_a_model_get_the_best_shipped_one(registry, mode):
+    """The default is the DLV-IRN variant where one ships (each beats its IRN counterpart), else IRN's."""
+    from service.catalogue import MODES, Catalogue
+
+    catalogue = Catalogue(registry)
+    for scale in (2, 4):
+        dlv, irn = "dlv-irn" + MODES[mode], "irn" + MODES[mode]
+        expected = dlv if (dlv, scale) in BY_VARIANT else irn
+        assert catalogue.resolve(model=None, mode=mode, scale=scale).config.variant == expected
+        assert catalogue.resolve(model="irn", mode=mode, scale=scale).config.variant == irn
+
+
 def test_service_serves_the_shipped_metadata_models_as_jpeg(photo):
     """The -M path end to end on real weights: JPEG with the code in EXIF, back to the exact size."""
     import httpx
