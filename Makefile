@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SAMPLE ?= ../shared/data/eval/sheep.png
 
-.PHONY: serve demo test retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4 train-dlv-irn-x4 train-irn-x2-long train-irn-a-x2-long train-irn-x4-small train-irn-m-x4-small train-dlv-irn-x4-small train-irn-m-x2-long train-dlv-irn-x2 train-dlv-irn-x2-long train-dlv-irn-m-x4-small train-dlv-irn-a-x2 train-dlv-irn-a-x4 train-irn-a-x2-small train-irn-a-x4-small
+.PHONY: serve demo test retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4 train-dlv-irn-x4 train-irn-x2-long train-irn-a-x2-long train-irn-x4-small train-irn-m-x4-small train-dlv-irn-x4-small train-irn-m-x2-long train-dlv-irn-x2 train-dlv-irn-x2-long train-dlv-irn-m-x4-small train-dlv-irn-a-x2 train-dlv-irn-a-x4 train-irn-a-x2-small train-irn-a-x4-small train-irn-a-x2-small-long
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -71,6 +71,9 @@ train-dlv-irn-a-x4: train-dlv-irn-a-x2
 # The 4-block IRN-A chain: x2 at the 8-block x2 IRN-A's budget, then x4 started from it
 train-irn-a-x4-small: train-irn-a-x2-small
 	$(TRAIN) --config models/configs/irn-a-x4-small.toml
+
+train-irn-a-x2-small-long: train-irn-a-x2-small
+	$(TRAIN) --config models/configs/irn-a-x2-small-long.toml
 
 SHIPPED_RUNS = irn-x2-long irn-a-x2-long irn-m-x2-long irn-x4-small irn-a-x4 irn-m-x4-small dlv-irn-x4-small dlv-irn-m-x4-small dlv-irn-a-x4
 retrain: $(addprefix train-,$(SHIPPED_RUNS))
