@@ -71,7 +71,7 @@ train-dlv-irn-a-x4: train-dlv-irn-a-x2
 	$(TRAIN) --config models/configs/dlv-irn-a-x4.toml
 
 # The shipped IRN-As have 4 InvBlocks per level: x2 at the 8-block x2 IRN-A's budget, then its second cycle
-# (shipped); x4 starts its first level from the first x2 cycle (shipped), then a second x4 cycle
+# (shipped); x4 starts its first level from the first x2 cycle, then its second cycle (shipped)
 train-irn-a-x4-small: train-irn-a-x2-small
 	$(TRAIN) --config models/configs/irn-a-x4-small.toml
 
@@ -81,7 +81,7 @@ train-irn-a-x2-small-long: train-irn-a-x2-small
 train-irn-a-x4-small-long: train-irn-a-x4-small
 	$(TRAIN) --config models/configs/irn-a-x4-small-long.toml
 
-SHIPPED_RUNS = irn-x2-long irn-a-x2-small-long irn-m-x2-long irn-x4-small irn-a-x4-small irn-m-x4-small dlv-irn-x4-small dlv-irn-m-x4-small
+SHIPPED_RUNS = irn-x2-long irn-a-x2-small-long irn-m-x2-long irn-x4-small irn-a-x4-small-long irn-m-x4-small dlv-irn-x4-small dlv-irn-m-x4-small
 retrain: $(addprefix train-,$(SHIPPED_RUNS))
 
 publish: $(STAMP)
