@@ -10,9 +10,9 @@ import time
 import torch
 
 from models.devices import pick_device
-from models.losses import LossWeights, rescaling_loss
 from models.precision import PRECISIONS, autocast
 from models.rescaler import ModelConfig, Rescaler
+from models.training.losses import LossWeights, rescaling_loss
 
 
 def main() -> None:

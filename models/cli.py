@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from models import evaluate, files, pools, publish, report, train
+from models import evaluate, files, pools, publish, report
 from models.bicubic import bicubic_round_trip, modcrop
 from models.devices import pick_device
 from models.files.errors import NotRescaledError
@@ -16,6 +16,7 @@ from models.metrics import psnr_y, ssim_y
 from models.pipeline import DEFAULT_OVERLAP_LR, DEFAULT_TILE_LR, Tiling, downscale_image, upscale_image
 from models.registry import Registry, UnknownWeightsError
 from models.rescaler import VARIANTS
+from models.training import run as train
 
 
 def _setup(args: argparse.Namespace) -> tuple[Registry, torch.device]:
@@ -54,7 +55,7 @@ def _upscale(args: argparse.Namespace) -> int:
     registry, device = _setup(args)
     decoded = files.decode(Path(args.input).read_bytes())
     if decoded.header is not None:
-        entry = registry.get(decoded.header.weights_id)
+        entry = registry.for_header(decoded.header)
     elif args.best_effort:
         entry = registry.find(args.variant, args.scale)
     else:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, sha256_file
+from models.files.header import Header, check_weights
 from models.rescaler import ModelConfig, Rescaler
 
 SHIPPED = Path(__file__).parent / "weights"
@@ -67,6 +68,12 @@ class Registry:
             known = ", ".join(f"{e.config.variant} x{e.config.scale} ({k})" for k, e in self.entries.items()) or "none"
             raise UnknownWeightsError(f"this file was made by weights {wid}, which are not loaded (known: {known})")
         return self.entries[wid]
+
+    def for_header(self, header: Header) -> Entry:
+        """The weights a file names, checked against the variant and scale its header declares."""
+        entry = self.get(header.weights_id)
+        check_weights(header, entry.config.variant, entry.config.scale)
+        return entry
 
     def model(self, wid: str, device: torch.device | str = "cpu") -> Rescaler:
         """The model for these weights on this device, loaded once."""

@@ -1,5 +1,6 @@
 """Which weights serve which request: (model, mode, scale) -> a registry entry."""
 
+from models.files.header import Header
 from models.registry import Entry, Registry, UnknownWeightsError
 
 MODES = {"plain": "", "alpha": "-a", "metadata": "-m"}
@@ -22,8 +23,8 @@ class Catalogue:
         wanted = f"{model or 'irn/dlv-irn'} mode={mode} x{scale}"
         raise UnknownWeightsError(f"no weights loaded for {wanted}; available: {available or 'none'}")
 
-    def get(self, weights_id: str) -> Entry:
-        return self.registry.get(weights_id)
+    def for_header(self, header: Header) -> Entry:
+        return self.registry.for_header(header)
 
     def describe(self) -> list[dict]:
         return [

@@ -6,11 +6,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from models.files.errors import FileFormatError
 from models.registry import UnknownWeightsError
 
 log = logging.getLogger("rescale.service")
+
+CLIENT_CLOSED = 499  # nginx's code for a request whose client went away: counted, never a 5xx
 
 FILE_ERROR_STATUS = {
     "unsupported_format": 415,
@@ -20,6 +23,7 @@ FILE_ERROR_STATUS = {
     "not_rescaled": 422,
     "bad_header": 422,
     "newer_format": 422,
+    "weights_mismatch": 422,
     "bad_latent": 422,
     "checksum_mismatch": 422,
     "metadata_too_large": 422,
@@ -59,6 +63,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, exc: ClientDisconnect) -> JSONResponse:
+        # the client left mid-upload: nobody reads this answer, but it is counted as 499, not as a 5xx
+        return error_response(CLIENT_CLOSED, "client_closed_request", "the client went away during the upload")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

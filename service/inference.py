@@ -9,11 +9,10 @@ from fastapi import Request
 from models.registry import Entry
 from service import metrics
 from service.batcher import BatchTiming, DeadlineExceededError, QueueFullError, ShuttingDownError
-from service.errors import ServiceError
+from service.errors import CLIENT_CLOSED, ServiceError
 from service.runtime import Runtime
 
 DISCONNECT_POLL_S = 0.25
-CLIENT_CLOSED = 499  # nginx's code for a request whose client went away: counted, never a 5xx
 
 
 @dataclass

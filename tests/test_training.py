@@ -7,11 +7,11 @@ from safetensors.torch import load_file
 
 from models.checkpoint import load_model, save_model
 from models.cli import build_parser, main
-from models.losses import LossWeights, RescalingObjective, bicubic_downscale, rescaling_loss
-from models.patches import PatchSampler
 from models.rescaler import Rescaler
-from models.train import resolve_config
-from models.trainer import Trainer, TrainerConfig, learning_rate
+from models.training.losses import LossWeights, RescalingObjective, bicubic_downscale, rescaling_loss
+from models.training.patches import PatchSampler
+from models.training.run import resolve_config
+from models.training.trainer import Trainer, TrainerConfig, learning_rate
 from tests.conftest import ROOT, perturbed, tiny_config
 
 CONFIGS = ROOT / "models" / "configs"

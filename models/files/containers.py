@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 import piexif
 import piexif.helper
-from PIL import Image, PngImagePlugin
+from PIL import ExifTags, Image, PngImagePlugin
 
 from models.files.errors import (
     CorruptFileError,
@@ -93,20 +93,32 @@ def png_header_text(image: Image.Image) -> str | None:
     return "".join(parts)
 
 
+USER_COMMENT_ASCII = b"ASCII\x00\x00\x00"  # the 8-byte character-code prefix of an EXIF UserComment
+
+
 def _exif_text(image: Image.Image) -> str | None:
+    """The header from EXIF, read with Pillow's reader: it skips entries whose declared size is larger
+    than the data (piexif compiles a struct format as long as any declared count, and CPython caches it)."""
     raw = image.info.get("exif")
     if not raw:
         return None
-    if not raw.startswith(b"Exif\x00\x00"):
-        raw = b"Exif\x00\x00" + raw
+    exif = Image.Exif()
     try:
-        exif = piexif.load(raw)
-        comment = exif.get("Exif", {}).get(piexif.ExifIFD.UserComment)
-        if comment is None or exif.get("0th", {}).get(piexif.ImageIFD.Software) != SOFTWARE:
-            return None  # EXIF from elsewhere (a camera, an editor): not ours
-        return piexif.helper.UserComment.load(comment)
-    except Exception as exc:  # piexif raises struct.error, ValueError, KeyError, ... on bad EXIF
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Tag data larger than file": that entry is skipped
+            exif.load(raw)
+            software = exif.get(ExifTags.Base.Software)
+            comment = exif.get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.UserComment)
+    except (SyntaxError, ValueError, KeyError, IndexError, TypeError, struct.error, OSError) as exc:
         raise CorruptFileError(f"unreadable EXIF: {type(exc).__name__}: {exc}") from exc
+    if software != SOFTWARE.decode() or comment is None:
+        return None  # EXIF from elsewhere (a camera, an editor): not ours
+    if not isinstance(comment, bytes) or not comment.startswith(USER_COMMENT_ASCII):
+        raise CorruptFileError("the rescale header in EXIF must be an ASCII UserComment")
+    try:
+        return comment[len(USER_COMMENT_ASCII) :].decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(f"the rescale header in EXIF is not ASCII: {exc}") from exc
 
 
 @contextmanager
@@ -114,6 +126,7 @@ def decoder_errors(fmt: str) -> Iterator[None]:
     """Every way Pillow fails on a stream, as the FileFormatError that names it."""
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # e.g. EXIF entries larger than the file: skipped
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
     except ImageTooLargeError:

@@ -47,6 +47,12 @@ class NewerFormatError(HeaderError):
     code = "newer_format"
 
 
+class WeightsMismatchError(HeaderError):
+    """The header's variant or scale is not what the weights it names are."""
+
+    code = "weights_mismatch"
+
+
 class LatentError(FileFormatError):
     """The -M code: bad base64 or zlib, wrong shape or length, missing."""
 

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.files.errors import ChecksumError, HeaderError, ImageTooLargeError, LatentError, NewerFormatError
+from models.files.errors import (
+    ChecksumError,
+    HeaderError,
+    ImageTooLargeError,
+    LatentError,
+    NewerFormatError,
+    WeightsMismatchError,
+)
 from models.latent_codec import CODE_CHANNELS, CODE_REDUCTION
 from models.rescaler import VARIANTS
 
@@ -96,7 +103,7 @@ def parse_header(text: str, *, max_pixels: int) -> tuple[Header, np.ndarray | No
         raise HeaderError(f"header of {len(text)} characters is over the {MAX_HEADER_CHARS} limit")
     try:
         meta = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, or an integer of > 4,300 digits
         raise HeaderError(f"header is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict):
         raise HeaderError("header must be a JSON object")
@@ -117,6 +124,8 @@ def parse_header(text: str, *, max_pixels: int) -> tuple[Header, np.ndarray | No
         raise ImageTooLargeError(f"declared original size {hr[1]}x{hr[0]} is over the {max_pixels:,}-pixel limit")
     m = size_multiple(variant, scale)
     for axis, name in ((0, "height"), (1, "width")):
+        if lr[axis] * scale % m:
+            raise HeaderError(f"LR {name} {lr[axis]} at x{scale} is not a multiple of {m // scale} for {variant}")
         if not lr[axis] * scale - m < hr[axis] <= lr[axis] * scale:
             raise HeaderError(f"original {name} {hr[axis]} does not fit an LR {name} of {lr[axis]} at x{scale}")
     header = Header(
@@ -138,6 +147,15 @@ def parse_header(text: str, *, max_pixels: int) -> tuple[Header, np.ndarray | No
     if code is not None:
         raise HeaderError(f"{variant} files carry no 'code', but this header has one")
     return header, None
+
+
+def check_weights(header: Header, variant: str, scale: int) -> None:
+    """The weights a header names must be of the variant and scale it declares (it decides the inverse)."""
+    if (header.variant, header.scale) != (variant, scale):
+        raise WeightsMismatchError(
+            f"the header says {header.variant} x{header.scale} but its weights {header.weights_id} are "
+            f"{variant} x{scale}"
+        )
 
 
 def _parse_code(code: object, lr: tuple[int, int]) -> np.ndarray:

@@ -35,7 +35,7 @@ async def upscale(
         "decode", runtime.in_codec_pool(files.decode, data, max_pixels=runtime.settings.max_pixels)
     )
     if decoded.header is not None:
-        entry = runtime.catalogue.get(decoded.header.weights_id)
+        entry = runtime.catalogue.for_header(decoded.header)
     elif best_effort:
         entry = runtime.catalogue.resolve(model=model.value if model else None, mode=mode.value, scale=int(scale))
         if entry.config.alpha:

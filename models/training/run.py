@@ -20,11 +20,17 @@ from safetensors.torch import load_file
 
 from models.checkpoint import WEIGHTS_FILE, load_matching, save_model, training_meta
 from models.devices import pick_device
-from models.losses import CodecPretrainingObjective, LossWeights, RescalingObjective
-from models.patches import PatchSampler
 from models.plots import plot_loss_curves
 from models.rescaler import ModelConfig, Rescaler
-from models.trainer import Trainer, TrainerConfig
+from models.training.losses import (
+    CodecPretrainingObjective,
+    CompressionAwareObjective,
+    LossWeights,
+    RescalingObjective,
+)
+from models.training.lossy_codec import LossyCodec, LossyCodecConfig
+from models.training.patches import PatchSampler
+from models.training.trainer import Trainer, TrainerConfig
 
 
 @dataclass
@@ -55,6 +61,14 @@ class TrainConfig:
     w_guidance: float | None = None
     w_distribution: float = 1.0
     w_codec: float = 0.01  # on the standardised z: ~10^4 terms per patch, about the reconstruction term
+    # compression-aware runs: the reconstruction is computed after a JPEG of the 8-bit LR at a quality
+    # drawn per image from quality_min..quality_max (real Pillow values, simulator gradients unless
+    # real_forward is false); w_lossless adds the reconstruction from the lossless LR
+    lossy: bool = False
+    quality_min: int = 50
+    quality_max: int = 95
+    real_forward: bool = True
+    w_lossless: float = 0.0
     # -M stage 1
     codec_pretrain_steps: int = 500
     codec_pretrain_lr: float = 1e-3
@@ -90,6 +104,12 @@ class TrainConfig:
             guidance=self.w_guidance,
             distribution=self.w_distribution,
             codec=self.w_codec,
+            lossless=self.w_lossless,
+        )
+
+    def lossy_codec_config(self) -> LossyCodecConfig:
+        return LossyCodecConfig(
+            quality_min=self.quality_min, quality_max=self.quality_max, real_forward=self.real_forward
         )
 
     @property
@@ -141,6 +161,12 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
             "freeze_network keeps a trained network as it is: it needs an -M variant and init_from, "
             f"got variant {config.variant!r} and init_from {config.init_from!r}"
         )
+    if config.lossy:
+        config.lossy_codec_config()
+        if model_config.alpha or model_config.metadata:
+            raise ValueError(
+                f"lossy training needs a plain RGB LR (variant irn or dlv-irn), got variant {config.variant!r}"
+            )
     return config
 
 
@@ -239,6 +265,7 @@ def run_training(config: TrainConfig) -> Path:
             "precision": config.precision,
             "torch": torch.__version__,
             "seed": config.seed,
+            **({"lossy_codec": dataclasses.asdict(config.lossy_codec_config())} if config.lossy else {}),
             "skipped_steps": trainer.skipped_steps,
             "config": dataclasses.asdict(config),
         }
@@ -248,8 +275,12 @@ def run_training(config: TrainConfig) -> Path:
 
     if config.freeze_network:
         model.net.requires_grad_(False)  # -M then degrades to exactly its base when the code is stripped
+    if config.lossy:
+        objective = CompressionAwareObjective(model, config.loss_weights(), LossyCodec(config.lossy_codec_config()))
+    else:
+        objective = RescalingObjective(model, config.loss_weights())
     trainer = Trainer(
-        objective=RescalingObjective(model, config.loss_weights()),
+        objective=objective,
         parameters=list(model.codec.parameters() if config.freeze_network else model.parameters()),
         batches=sampler,
         config=config.trainer_config(steps=config.steps, lr=config.lr),

@@ -1,4 +1,5 @@
-"""IRN's training objective (per-image sums averaged over the batch) plus eq. (2)'s codec MSE."""
+"""IRN's training objective (per-image sums averaged over the batch) plus eq. (2)'s codec MSE, and its
+compression-aware form, whose reconstruction is computed from the LR after a (differentiable) JPEG."""
 
 from dataclasses import asdict, dataclass
 
@@ -7,6 +8,7 @@ from torch.nn import functional as F
 
 from models.quantize import quantize_unit
 from models.rescaler import Rescaler, TrainingOutputs
+from models.training.lossy_codec import LossyCodec
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,7 @@ class LossWeights:
     guidance: float | None = None  # lambda_2: L2 on the LR vs bicubic; None = scale^2
     distribution: float = 1.0  # lambda_3: sum(z^2)
     codec: float = 0.01  # lambda_4: squared error of the decoded z in units of z_scale (-M)
+    lossless: float = 0.0  # compression-aware runs: weight of the reconstruction from the lossless LR
 
     def resolved(self, scale: int) -> "LossWeights":
         return LossWeights(
@@ -22,6 +25,7 @@ class LossWeights:
             guidance=float(scale**2) if self.guidance is None else self.guidance,
             distribution=self.distribution,
             codec=self.codec,
+            lossless=self.lossless,
         )
 
     def to_dict(self) -> dict:
@@ -55,6 +59,27 @@ def rescaling_loss(model: Rescaler, hr: torch.Tensor, weights: LossWeights) -> t
     return total, {k: v.item() for k, v in terms.items()}
 
 
+def compression_aware_loss(
+    model: Rescaler, hr: torch.Tensor, weights: LossWeights, codec: LossyCodec
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The HR is reconstructed (z = 0) from the 8-bit LR after a JPEG at a quality drawn per image, so
+    the network learns an LR whose information survives the codec; guidance and z terms as in IRN."""
+    if model.config.alpha or model.config.metadata:
+        raise ValueError(f"compression-aware training needs a plain RGB LR (irn, dlv-irn), not {model.config.variant}")
+    w = weights.resolved(model.config.scale)
+    lr, z = model.net.downscale(hr, model.sample_dlv_latent(hr))
+    lr_q = quantize_unit(lr.float())
+    terms = {
+        "rec": w.reconstruction * charbonnier(model.net.upscale(codec(lr_q)), hr),
+        "guide": w.guidance * _batch_sum((lr - bicubic_downscale(hr, model.config.scale)) ** 2),
+        "dist": w.distribution * _batch_sum(z**2),
+    }
+    if w.lossless > 0:
+        terms["rec_lossless"] = w.lossless * charbonnier(model.net.upscale(lr_q), hr)
+    total = sum(terms.values())
+    return total, {k: v.item() for k, v in terms.items()}
+
+
 def codec_pretraining_loss(model: Rescaler, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     """-M stage 1: the codec alone learns to reproduce z of the (frozen) network, MSE in units of z_scale."""
     if model.codec is None:
@@ -76,6 +101,19 @@ class RescalingObjective(torch.nn.Module):
 
     def forward(self, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         return rescaling_loss(self.model, hr, self.weights)
+
+
+class CompressionAwareObjective(torch.nn.Module):
+    """Training through a lossy codec: forward(hr) -> (loss, terms)."""
+
+    def __init__(self, model: Rescaler, weights: LossWeights, codec: LossyCodec) -> None:
+        super().__init__()
+        self.model = model
+        self.weights = weights
+        self.codec = codec
+
+    def forward(self, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return compression_aware_loss(self.model, hr, self.weights, self.codec)
 
 
 class CodecPretrainingObjective(torch.nn.Module):

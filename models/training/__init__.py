@@ -1,0 +1,1 @@
+"""Training: patch sampling, objectives, the model-agnostic loop and the `rescale train` run."""

@@ -1,0 +1,226 @@
+"""What a hostile client sends, over real HTTP against uvicorn on loopback: each case names the defect."""
+
+import io
+import json
+import os
+import random
+import socket
+import struct
+import time
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.files.containers import read_image, write_lossy, write_png
+from service import metrics
+from tests.service_helpers import png_bytes
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 1e6
+
+
+def exif_count_bomb(count: int = 1 << 26) -> bytes:
+    """A 700-byte JPEG whose EXIF declares a SHORT entry of `count` values: piexif compiled a struct format
+    of that length per request, and CPython's struct cache kept it (545 MB per file at 2^28)."""
+    tiff = b"MM\x00*" + struct.pack(">I", 8)
+    ifd = struct.pack(">H", 1) + struct.pack(">HHII", 0x0131, 3, count, 26) + struct.pack(">I", 0)
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "JPEG", exif=b"Exif\x00\x00" + tiff + ifd + b"\x00" * 16)
+    return buffer.getvalue()
+
+
+def post(client: httpx.Client, path: str, data: bytes, params=None) -> httpx.Response:
+    return client.post(path, content=data, params=params or {}, headers={"content-type": "application/octet-stream"})
+
+
+def test_exif_with_huge_declared_counts_holds_no_memory(client):
+    bomb = exif_count_bomb()
+    assert len(bomb) < 800
+    assert post(client, "/upscale", bomb).status_code == 422  # warm-up: imports, first allocations
+    before = rss_mb()
+    for _ in range(20):
+        response = post(client, "/upscale", bomb)
+        assert response.status_code == 422 and response.json()["code"] == "not_rescaled", response.text
+    assert rss_mb() - before < 50
+
+
+# -- crafted headers ----------------------------------------------------------------------------
+
+
+def lr_file(client: httpx.Client, photo: np.ndarray, **params) -> bytes:
+    response = post(client, "/downscale", png_bytes(photo), {"scale": 2, **params})
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def header_of(data: bytes) -> str | None:
+    return read_image(data, max_pixels=10**8)[3]
+
+
+def with_header(data: bytes, text: str) -> bytes:
+    """The same pixels with another header text (PNG keeps alpha; JPEG/WebP rewritten at quality 95)."""
+    with Image.open(io.BytesIO(data)) as image:
+        fmt = image.format
+        pixels = np.array(image)
+    if fmt == "PNG":
+        alpha = pixels[..., 3] if pixels.shape[-1] == 4 else None
+        return write_png(np.ascontiguousarray(pixels[..., :3]), alpha, text)
+    return write_lossy(pixels, text, fmt.lower(), 95)
+
+
+def as_x4(text: str) -> str:
+    """A consistent x4 header (sizes included) over x2 weights."""
+    meta = json.loads(text)
+    h, w = meta["lr_size"]
+    meta.update(scale=4, hr_size=[4 * h, 4 * w], padding=[0, 0])
+    return json.dumps(meta)
+
+
+@pytest.mark.parametrize(
+    ("mode", "edit", "code", "message"),
+    [
+        ("plain", lambda t: t.replace('"format":1', '"format":' + "9" * 5000), "bad_header", "not valid JSON"),
+        ("plain", lambda t: t.replace('"variant":"irn"', '"variant":"irn-a"'), "weights_mismatch", "irn-a x2"),
+        ("alpha", lambda t: t.replace('"variant":"irn-a"', '"variant":"irn"'), "weights_mismatch", "irn x2"),
+        ("plain", lambda t: as_x4(t), "weights_mismatch", "are irn x2"),
+    ],
+)
+def test_crafted_headers_are_422_with_their_own_code(client, photo, mode, edit, code, message):
+    data = lr_file(client, photo, mode=mode)
+    text = header_of(data)
+    crafted = edit(text)
+    assert crafted != text
+    response = post(client, "/upscale", with_header(data, crafted))
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == code
+    assert message in response.json()["message"]
+
+
+def test_metadata_file_whose_lr_is_not_a_multiple_of_the_code_grid(client, photo):
+    """A -M header that declares a 1x1 LR (HR 1x1) over a 1x1 image reached the model and raised there."""
+    data = lr_file(client, photo, mode="metadata")
+    meta = json.loads(header_of(data))
+    meta.update(hr_size=[1, 1], lr_size=[1, 1], padding=[1, 1])
+    meta["code"]["shape"] = [4, 0, 0]
+    tiny = write_png(np.zeros((1, 1, 3), np.uint8), None, json.dumps(meta))
+    response = post(client, "/upscale", tiny)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "bad_header"
+    assert response.json()["message"] == "LR height 1 at x2 is not a multiple of 4 for irn-m"
+
+
+# -- mutation fuzz -------------------------------------------------------------------------------
+
+ODD_VALUES = [
+    -1,
+    0,
+    1,
+    3,
+    2**31,
+    2**64,
+    3.5,
+    True,
+    None,
+    "",
+    "x",
+    "ffffffffffffffff",
+    [],
+    [0, 0],
+    [1, 1],
+    [3, 3],
+    [4, 1000],
+    [100000, 100000],
+    [1, 2, 3],
+    {},
+    {"shape": [4, 1, 1]},
+]
+
+
+def mutate_header(meta: dict, rng: random.Random, other_ids: list[str]) -> str:
+    meta = json.loads(json.dumps(meta))
+    target = meta["code"] if "code" in meta and rng.random() < 0.3 else meta
+    key = rng.choice(sorted(target))
+    roll = rng.random()
+    if roll < 0.2:
+        meta["weights_id"] = rng.choice(other_ids)  # another model's weights under this header
+    elif roll < 0.35:
+        del target[key]
+    else:
+        target[key] = rng.choice(ODD_VALUES)
+    return json.dumps(meta)
+
+
+def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
+    out = bytearray(data)
+    roll = rng.random()
+    if roll < 0.4:
+        for _ in range(rng.randint(1, 4)):
+            out[rng.randrange(len(out))] = rng.randrange(256)
+    elif roll < 0.7:
+        del out[rng.randrange(8, len(out)) :]
+    else:
+        at = rng.randrange(len(out))
+        out[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
+    return bytes(out)
+
+
+# CI runs a short fuzz; RESCALE_FUZZ_REQUESTS / RESCALE_FUZZ_SEED run a longer or another one
+FUZZ_REQUESTS = int(os.environ.get("RESCALE_FUZZ_REQUESTS", "250"))
+FUZZ_SEED = int(os.environ.get("RESCALE_FUZZ_SEED", "0"))
+
+
+def test_mutation_fuzz_of_downscale_outputs_never_answers_500(client, photo):
+    seeds = [
+        lr_file(client, photo, mode="plain"),
+        lr_file(client, photo, mode="alpha"),
+        lr_file(client, photo, mode="metadata"),
+        lr_file(client, photo, mode="metadata", format="webp"),
+        lr_file(client, photo, mode="plain", format="jpeg"),
+    ]
+    metas = [json.loads(header_of(data)) for data in seeds]
+    ids = [m["weights_id"] for m in metas if m]
+    rng = random.Random(FUZZ_SEED)
+    statuses: dict[int, int] = {}
+    for _ in range(FUZZ_REQUESTS):
+        i = rng.randrange(len(seeds))
+        if rng.random() < 0.6:
+            body = with_header(seeds[i], mutate_header(metas[i], rng, ids))
+        else:
+            body = mutate_bytes(seeds[i], rng)
+        params = {"best_effort": rng.choice(["true", "false"]), "scale": rng.choice([2, 4])}
+        response = post(client, "/upscale", body, params)
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        assert response.status_code < 500, (response.status_code, response.text)
+        if response.status_code != 200:
+            assert set(response.json()) >= {"code", "message"}
+    assert statuses.get(200, 0) > 0 and sum(v for k, v in statuses.items() if k >= 400) > 50, statuses
+
+
+# -- clients that leave -------------------------------------------------------------------------
+
+
+def request_count(endpoint: str, status: int) -> float:
+    sample = metrics.REGISTRY.get_sample_value("rescale_requests_total", {"endpoint": endpoint, "status": str(status)})
+    return sample or 0.0
+
+
+def test_a_client_that_leaves_during_the_upload_is_a_499_not_a_500(url, photo):
+    host, port = url.removeprefix("http://").split(":")
+    before_499, before_500 = request_count("/downscale", 499), request_count("/downscale", 500)
+    for _ in range(3):
+        with socket.create_connection((host, int(port))) as sock:
+            head = (
+                f"POST /downscale?scale=2 HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
+                "Content-Length: 200000\r\n\r\n"
+            )
+            sock.sendall(head.encode() + png_bytes(photo)[:1000])
+            time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while request_count("/downscale", 499) < before_499 + 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert request_count("/downscale", 499) == before_499 + 3
+    assert request_count("/downscale", 500) == before_500
