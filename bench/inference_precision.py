@@ -12,7 +12,7 @@ import time
 import torch
 
 from models.bicubic import modcrop
-from models.evaluate import round_trip_file
+from models.evaluation.evaluate import round_trip_file
 from models.images import load_rgb
 from models.metrics import psnr_y
 from models.precision import PRECISIONS, autocast

@@ -7,9 +7,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from models import evaluate, files, pools, publish, report
+from models import files, pools, publish
 from models.bicubic import bicubic_round_trip, modcrop
 from models.devices import pick_device
+from models.evaluation import evaluate, rate_distortion, report
 from models.files.errors import NotRescaledError
 from models.images import load_rgb
 from models.metrics import psnr_y, ssim_y
@@ -30,9 +31,22 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+EXTENSIONS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+
+def output_format(output: str, given: str | None) -> str:
+    """The format an output path asks for: its extension, or --format (which must agree with a known one)."""
+    implied = EXTENSIONS.get(Path(output).suffix.lower())
+    if given is not None and implied is not None and given != implied:
+        raise ValueError(f"--format {given} contradicts the extension of {output} ({implied}); change one of them")
+    return given or implied or "png"
+
+
 def _downscale(args: argparse.Namespace) -> int:
     registry, device = _setup(args)
-    entry = registry.find(args.variant, args.scale)
+    fmt = output_format(args.output, args.format)
+    variant = args.variant or ("irn-a" if fmt == "png" else "irn")
+    entry = registry.find_for_file(variant, args.scale, fmt)
     model = registry.model(entry.weights_id, device)
     image = load_rgb(args.input)
     data = files.encode(
@@ -40,12 +54,12 @@ def _downscale(args: argparse.Namespace) -> int:
         variant=entry.config.variant,
         scale=entry.config.scale,
         weights_id=entry.weights_id,
-        format=args.format,
+        format=fmt,
         quality=args.quality,
     )
     Path(args.output).write_bytes(data)
     print(
-        f"{args.input} {image.shape[1]}x{image.shape[0]} -> {args.output} ({entry.config.variant} x{args.scale}, "
+        f"{args.input} {image.shape[1]}x{image.shape[0]} -> {args.output} ({entry.label} x{args.scale}, {fmt}, "
         f"{len(data)} bytes, weights {entry.weights_id})"
     )
     return 0
@@ -53,11 +67,11 @@ def _downscale(args: argparse.Namespace) -> int:
 
 def _upscale(args: argparse.Namespace) -> int:
     registry, device = _setup(args)
-    decoded = files.decode(Path(args.input).read_bytes())
+    decoded = files.decode(Path(args.input).read_bytes(), allow_modified=args.best_effort)
     if decoded.header is not None:
         entry = registry.for_header(decoded.header)
     elif args.best_effort:
-        entry = registry.find(args.variant, args.scale)
+        entry = registry.find_for_file(args.variant, args.scale, decoded.format)
     else:
         raise NotRescaledError(
             f"{args.input} has no rescale header (not made by rescale, or its metadata was stripped); "
@@ -86,11 +100,15 @@ def _eval(args: argparse.Namespace) -> int:
         limit=args.limit,
         formats=args.formats,
         damaged=args.damaged,
+        lossy=args.lossy,
         reusable=evaluate.load_reusable(args.reuse),
         # rows are saved as each model finishes: rerun with --reuse <out>/results.json to resume
         on_rows=lambda done: evaluate.write_tables(done, names, Path(args.out)),
     )
     md, js = evaluate.write_tables(rows, names, Path(args.out))
+    rd_plot = rate_distortion.rd_plot(rows, names[0], Path(args.out) / "rate_distortion.png")
+    if rd_plot is not None:
+        print(f"wrote {rd_plot}")
     if args.manifest:
         print(f"manifest eval figures updated for: {', '.join(publish.record_eval(rows)) or 'none'}")
     print(md.read_text())
@@ -110,6 +128,7 @@ def _eval(args: argparse.Namespace) -> int:
             set_names=names,
             models=[m for m in publish.read_manifest()["models"] if m["weights_id"] in ids],
             figure=figure,
+            rd_plot=rd_plot,
             loss_curves={
                 f"{e.config.variant} x{e.config.scale}": e.folder / publish.LOSS_PLOT
                 for e in entries
@@ -188,8 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--scale", type=int, choices=(2, 4), default=4)
-    p.add_argument("--variant", choices=VARIANTS, default="irn-a")
-    p.add_argument("--format", choices=files.FORMATS, default="png", help="jpeg/webp: RGB + EXIF (not for -A)")
+    p.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default=None,
+        help="default: irn-a for PNG, irn for JPEG/WebP (the compression-aware model where shipped)",
+    )
+    p.add_argument(
+        "--format",
+        choices=files.FORMATS,
+        default=None,
+        help="jpeg/webp: RGB + EXIF (not for -A); default: from the output's extension, else png",
+    )
     p.add_argument("--quality", type=int, default=95, help="jpeg/webp quality, 1..100")
     _tiling_options(p)
     _model_options(p)
@@ -198,7 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("upscale", help="downscaled file -> HR PNG at the original size")
     p.add_argument("input")
     p.add_argument("output")
-    p.add_argument("--best-effort", action="store_true", help="upscale a file without header (z = 0)")
+    p.add_argument(
+        "--best-effort",
+        action="store_true",
+        help="upscale a file without header (z = 0; a JPEG/WebP gets the compression-aware model), or one whose "
+        "pixels changed since downscaling",
+    )
     p.add_argument("--scale", type=int, choices=(2, 4), default=4, help="with --best-effort")
     p.add_argument("--variant", choices=VARIANTS, default="irn", help="with --best-effort")
     _tiling_options(p)
@@ -233,6 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="first N images of each folder")
     p.add_argument("--formats", nargs="+", choices=files.FORMATS, default=["png"], help="file formats, a row each")
     p.add_argument("--damaged", action="store_true", help="add rows for stripped metadata / dropped alpha")
+    p.add_argument(
+        "--lossy",
+        nargs="*",
+        type=rate_distortion.parse_codec,
+        default=[],
+        metavar="FORMAT:QUALITY",
+        help="real-codec rows, e.g. jpeg:90 webp:75: every RGB-LR model, the bicubic thumbnail and the original "
+        "saved in each (default: none)",
+    )
     p.add_argument("--manifest", action="store_true", help="record the shipped models' figures in the manifest")
     p.add_argument("--figure", action="store_true", help="also write a Fig.-2-style crop comparison")
     p.add_argument("--figure-image", default=None, help="image for --figure (default: first of the first folder)")

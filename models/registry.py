@@ -17,6 +17,7 @@ from models.rescaler import ModelConfig, Rescaler
 SHIPPED = Path(__file__).parent / "weights"
 MANIFEST = SHIPPED / "manifest.json"
 ID_LENGTH = 16
+PLAIN_VARIANTS = ("irn", "dlv-irn")  # an RGB LR, nothing else: the variants that survive a lossy codec
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,12 @@ class Entry:
     weights_id: str
     folder: Path
     config: ModelConfig
+    lossy: bool = False  # trained through a lossy codec: the model for JPEG/WebP files
+
+    @property
+    def label(self) -> str:
+        """IRN, IRN-A, ... and IRN-JPEG for a compression-aware (JPEG-trained) model."""
+        return self.config.variant.upper() + ("-JPEG" if self.lossy else "")
 
 
 class UnknownWeightsError(LookupError):
@@ -48,20 +55,34 @@ class Registry:
         for folder in candidates:
             if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
                 raise FileNotFoundError(f"{folder} must hold {WEIGHTS_FILE} and {CONFIG_FILE}")
-            config = ModelConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text())["model"])
+            saved = json.loads((folder / CONFIG_FILE).read_text())
+            config = ModelConfig.from_dict(saved["model"])
+            lossy = "lossy_codec" in saved.get("training", {})
             sha = sha256_file(folder / WEIGHTS_FILE)
             if folder.parent == SHIPPED and shipped_sha.get(folder.name, sha) != sha:
                 raise ValueError(f"{folder / WEIGHTS_FILE} does not match the sha256 in {MANIFEST}")
             wid = sha[:ID_LENGTH]
-            self.entries.setdefault(wid, Entry(wid, folder, config))
+            self.entries.setdefault(wid, Entry(wid, folder, config, lossy))
         self._loaded: dict[tuple[str, str], Rescaler] = {}
 
-    def find(self, variant: str, scale: int) -> Entry:
-        """The first folder given (or shipped) for this variant and scale."""
+    def find(self, variant: str, scale: int, *, lossy: bool = False) -> Entry:
+        """The first folder given (or shipped) for this variant and scale, trained for lossless files or
+        (`lossy`) through a lossy codec."""
         for entry in self.entries.values():
-            if entry.config.variant == variant and entry.config.scale == scale:
+            if entry.config.variant == variant and entry.config.scale == scale and entry.lossy == lossy:
                 return entry
-        raise UnknownWeightsError(f"no weights for {variant} x{scale}; train them or pass --weights FOLDER")
+        kind = " compression-aware" if lossy else ""
+        raise UnknownWeightsError(f"no{kind} weights for {variant} x{scale}; train them or pass --weights FOLDER")
+
+    def find_for_file(self, variant: str, scale: int, fmt: str) -> Entry:
+        """The weights for a file of this format: a JPEG/WebP plain LR gets the compression-aware model where
+        one is loaded (the lossless-trained one otherwise); PNG and the -A/-M variants keep their own."""
+        if fmt != "png" and variant in PLAIN_VARIANTS:
+            try:
+                return self.find(variant, scale, lossy=True)
+            except UnknownWeightsError:
+                pass
+        return self.find(variant, scale)
 
     def get(self, wid: str) -> Entry:
         if wid not in self.entries:

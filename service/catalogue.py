@@ -11,14 +11,17 @@ class Catalogue:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
-    def resolve(self, *, model: str | None, mode: str, scale: int) -> Entry:
-        """The named model, or the best shipped one: DLV-IRN where present (it beats IRN), else IRN."""
+    def resolve(self, *, model: str | None, mode: str, scale: int, format: str = "png") -> Entry:
+        """The named model, or the best shipped one: DLV-IRN where present (it beats IRN), else IRN. A plain LR
+        in a lossy format gets a compression-aware model first (any base), a lossless-trained one otherwise."""
         candidates = [model] if model else ["dlv-irn", "irn"]
-        for base in candidates:
-            try:
-                return self.registry.find(base + MODES[mode], scale)
-            except UnknownWeightsError:
-                continue
+        kinds = [True, False] if format != "png" and mode == "plain" else [False]
+        for lossy in kinds:
+            for base in candidates:
+                try:
+                    return self.registry.find(base + MODES[mode], scale, lossy=lossy)
+                except UnknownWeightsError:
+                    continue
         available = ", ".join(sorted(f"{e.config.variant} x{e.config.scale}" for e in self.registry.entries.values()))
         wanted = f"{model or 'irn/dlv-irn'} mode={mode} x{scale}"
         raise UnknownWeightsError(f"no weights loaded for {wanted}; available: {available or 'none'}")

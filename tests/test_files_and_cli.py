@@ -150,7 +150,7 @@ def test_cli_eval_reuses_rows_of_the_same_weights_and_images(model_folder, photo
 
 
 def test_cli_eval_keeps_finished_rows_when_killed_and_resumes_from_them(model_folder, photo, tmp_path, monkeypatch):
-    from models import evaluate
+    from models.evaluation import evaluate
 
     data = tmp_path / "set"
     data.mkdir()

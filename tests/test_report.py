@@ -2,10 +2,11 @@ import json
 
 import pytest
 
-from models import pools, report
+from models import pools
 from models.checkpoint import load_model, save_model
+from models.evaluation import report
+from models.evaluation.report import write_report
 from models.publish import publish
-from models.report import write_report
 
 
 def _row(method, scale, psnr, fmt="png", damage=None):

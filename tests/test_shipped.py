@@ -8,12 +8,12 @@ from PIL import Image
 
 from models.bicubic import bicubic_round_trip, modcrop
 from models.checkpoint import sha256_file
-from models.evaluate import Method, round_trip_file
+from models.evaluation.evaluate import Method, round_trip_file
+from models.evaluation.report import BASE_OF
 from models.metrics import psnr_y
 from models.pipeline import downscale_image
 from models.publish import read_manifest
 from models.registry import SHIPPED, Registry
-from models.report import BASE_OF
 from tests.service_helpers import png_bytes, running_server
 
 MANIFEST = read_manifest()["models"]

@@ -11,7 +11,9 @@ subclass (errors.py); files that lost what the LR hides come back with `degraded
 - `metadata_missing`: no header (stripped by a CDN, or never ours): upscaling needs a
   caller-given scale and model and runs with z = 0;
 - `alpha_missing` / `alpha_flattened`: a -A file whose alpha was dropped or made opaque:
-  upscaling uses alpha = 0.5 (a zero high-frequency mean).
+  upscaling uses alpha = 0.5 (a zero high-frequency mean);
+- `pixels_modified` (only when the caller allows it): a lossless file whose pixels no longer
+  match its checksums; upscaled as it is with the model its header names.
 """
 
 from dataclasses import dataclass, replace
@@ -96,7 +98,9 @@ def encode(
     return write_lossy(downscaled.rgb, text, format, quality)
 
 
-def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedFile:
+def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, allow_modified: bool = False) -> DecodedFile:
+    """`allow_modified`: a lossless file whose pixels changed after downscaling (a lossy optimiser, a CMS
+    flattening the alpha) is returned flagged `pixels_modified` instead of refused."""
     fmt, rgb, alpha, text = read_image(data, max_pixels=max_pixels)
     if text is None:
         return DecodedFile(fmt, rgb, None, None, None, ("metadata_missing",))
@@ -104,15 +108,21 @@ def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedFile:
     if (rgb.shape[0], rgb.shape[1]) != header.lr_size:
         h, w = header.lr_size
         raise HeaderError(f"header says the LR is {w}x{h} but the image is {rgb.shape[1]}x{rgb.shape[0]}")
+    degraded: tuple[str, ...] = ()
     if header.rgb_crc32 is not None and crc32(rgb) != header.rgb_crc32:
-        raise ChecksumError("the LR pixels changed after downscaling (RGB CRC-32 mismatch)")
+        if not allow_modified:
+            raise ChecksumError("the LR pixels changed after downscaling (RGB CRC-32 mismatch)")
+        degraded = ("pixels_modified",)
     if not header.variant.endswith("-a"):
-        return DecodedFile(fmt, rgb, None, code, header)
-    decoded = DecodedFile(fmt, rgb, alpha, code, header)
+        return DecodedFile(fmt, rgb, None, code, header, degraded)
+    decoded = DecodedFile(fmt, rgb, alpha, code, header, degraded)
     if alpha is None:
         return decoded.with_neutral_alpha("alpha_missing")
     if header.alpha_crc32 is not None and crc32(alpha) != header.alpha_crc32:
-        if alpha.min() < 255:
+        if alpha.min() == 255:
+            return decoded.with_neutral_alpha("alpha_flattened")
+        if not allow_modified:
             raise ChecksumError("the alpha channel changed after downscaling (CRC-32 mismatch)")
-        return decoded.with_neutral_alpha("alpha_flattened")
+        if "pixels_modified" not in degraded:
+            decoded = replace(decoded, degraded=(*degraded, "pixels_modified"))
     return decoded

@@ -34,14 +34,19 @@ async def downscale(
     mode: Annotated[Mode, Query(description="alpha: RGBA PNG (-A); metadata: latent in metadata (-M); plain")] = (
         Mode.alpha
     ),
-    format: Annotated[Format, Query(description="png, or jpeg/webp for metadata and plain")] = Format.png,
+    format: Annotated[
+        Format,
+        Query(description="png, or jpeg/webp for metadata and plain (plain: the compression-aware model)"),
+    ] = Format.png,
     quality: Annotated[int, Query(ge=1, le=100, description="jpeg/webp quality")] = 95,
     model: Annotated[ModelName | None, Query(description="irn or dlv-irn; default the best shipped")] = None,
 ) -> Response:
     if mode == Mode.alpha and format != Format.png:
         raise ServiceError(422, "invalid_parameter", "format: mode=alpha keeps the alpha channel, use format=png")
     timings = Timings()
-    entry = runtime.catalogue.resolve(model=model.value if model else None, mode=mode.value, scale=int(scale))
+    entry = runtime.catalogue.resolve(
+        model=model.value if model else None, mode=mode.value, scale=int(scale), format=format.value
+    )
     data = await timings.timed("read", read_upload(request))
     image = await timings.timed(
         "decode", runtime.in_codec_pool(decode_hr, data, max_pixels=runtime.settings.max_pixels)

@@ -24,7 +24,13 @@ router = APIRouter(tags=["rescale"])
 async def upscale(
     request: Request,
     runtime: RuntimeDep,
-    best_effort: Annotated[bool, Query(description="upscale an image without a rescale header, with z = 0")] = False,
+    best_effort: Annotated[
+        bool,
+        Query(
+            description="upscale an image without a rescale header (z = 0; a JPEG/WebP gets the compression-aware "
+            "model), or one whose pixels changed since downscaling; flagged in X-Rescale-Degraded"
+        ),
+    ] = False,
     scale: Annotated[Scale, Query(description="with best_effort: the factor")] = Scale.x4,
     mode: Annotated[Mode, Query(description="with best_effort: which model's LR this is")] = Mode.plain,
     model: Annotated[ModelName | None, Query(description="with best_effort: irn or dlv-irn")] = None,
@@ -32,12 +38,15 @@ async def upscale(
     timings = Timings()
     data = await timings.timed("read", read_upload(request))
     decoded = await timings.timed(
-        "decode", runtime.in_codec_pool(files.decode, data, max_pixels=runtime.settings.max_pixels)
+        "decode",
+        runtime.in_codec_pool(files.decode, data, max_pixels=runtime.settings.max_pixels, allow_modified=best_effort),
     )
     if decoded.header is not None:
         entry = runtime.catalogue.for_header(decoded.header)
     elif best_effort:
-        entry = runtime.catalogue.resolve(model=model.value if model else None, mode=mode.value, scale=int(scale))
+        entry = runtime.catalogue.resolve(
+            model=model.value if model else None, mode=mode.value, scale=int(scale), format=decoded.format
+        )
         if entry.config.alpha:
             decoded = decoded.with_neutral_alpha()
     else:

@@ -1,9 +1,13 @@
 """`rescale eval`: the paper's Table 3 on folders of HR images, through the product's files.
 
-Every learned row goes HR -> downscale -> PNG file bytes -> read -> upscale with z = 0
+Every learned row goes HR -> downscale -> file bytes -> read -> upscale with z = 0
 (or the decoded -M code) -> PSNR/SSIM on BT.601 Y with `scale` border pixels cropped.
 Images are first cropped to a multiple of the scale, so the bicubic row (Pillow's
 antialiased bicubic down, 8-bit, bicubic up) sees exactly the same pixels.
+
+With lossy codecs (`--lossy jpeg:90 ...`) every model whose LR is RGB gets a row per
+codec through real Pillow JPEG/WebP files, and so do the bicubic thumbnail (its LR saved
+in that codec) and the HR itself saved in it ("keep the original instead").
 """
 
 import io
@@ -17,6 +21,7 @@ from PIL import Image
 
 from models import files
 from models.bicubic import bicubic_round_trip, modcrop
+from models.evaluation.rate_distortion import bicubic_lossy_round_trip, lossy_copy
 from models.files.containers import png_header_text, write_png
 from models.files.errors import MetadataTooLargeError
 from models.images import load_rgb
@@ -33,9 +38,14 @@ class Score:
     ssim: list[float] = field(default_factory=list)
     bytes_per_px: list[float] = field(default_factory=list)
     refused: int = 0  # images the format cannot hold (e.g. a -M code over JPEG's APP1 limit)
+    per_image: dict[str, float] = field(default_factory=dict)  # PSNR-Y by file stem: codecs differ per photo
 
-    def add(self, hr: np.ndarray, out: np.ndarray, crop: int, stored_bytes: int | None = None) -> None:
+    def add(
+        self, hr: np.ndarray, out: np.ndarray, crop: int, stored_bytes: int | None = None, name: str | None = None
+    ) -> None:
         self.psnr.append(psnr_y(hr, out, crop))
+        if name is not None:
+            self.per_image[name] = round(self.psnr[-1], 3)
         self.ssim.append(ssim_y(hr, out, crop))
         if stored_bytes is not None:
             self.bytes_per_px.append(stored_bytes / (hr.shape[0] * hr.shape[1]))
@@ -47,6 +57,7 @@ class Score:
             "bytes_per_px": float(np.mean(self.bytes_per_px)) if self.bytes_per_px else None,
             "images": len(self.psnr) + self.refused,
             "refused": self.refused,
+            "per_image": self.per_image,
         }
 
 
@@ -55,18 +66,22 @@ DAMAGES = ("strip-metadata", "drop-alpha")
 
 @dataclass(frozen=True)
 class Method:
-    """One table row: bicubic (entry None), or a model through a file format, optionally damaged."""
+    """One table row: bicubic (entry None), or a model through a file format, optionally damaged; or the
+    HR itself saved in a lossy format (`original`)."""
 
     entry: Entry | None
     format: str = "png"
     quality: int = 95
     damage: str | None = None
+    original: bool = False
+
+    @property
+    def family(self) -> str:
+        return "Original" if self.original else "Bicubic" if self.entry is None else self.entry.label
 
     @property
     def name(self) -> str:
-        if self.entry is None:
-            return "Bicubic"
-        name = self.entry.config.variant.upper()
+        name = self.family
         if self.format != "png":
             name += f" ({self.format} q{self.quality})"
         return name + (f" [{self.damage}]" if self.damage else "")
@@ -84,6 +99,17 @@ def damage_file(data: bytes, damage: str) -> bytes:
     if damage == "drop-alpha":
         return write_png(pixels[..., :3], None, text)
     raise ValueError(f"damage must be one of {', '.join(DAMAGES)}, got {damage!r}")
+
+
+def reference_round_trip(hr: np.ndarray, scale: int, method: Method) -> tuple[np.ndarray, int, int | None]:
+    """(output, crop, stored bytes) of a row without a model: bicubic, its LR in a lossy file, the HR in one."""
+    if method.original:
+        out, size = lossy_copy(hr, method.format, method.quality)
+        return out, scale, size
+    if method.format == "png":
+        return bicubic_round_trip(hr, scale), scale, None
+    out, size = bicubic_lossy_round_trip(hr, scale, method.format, method.quality)
+    return out, scale, size
 
 
 def round_trip_file(
@@ -113,12 +139,16 @@ def round_trip_file(
     return upscale_image(model, decoded)[: image.shape[0], : image.shape[1]], size
 
 
-def methods_for(entry: Entry, formats: list[str], damaged: bool) -> list[Method]:
-    """Lossy-format rows for the -M models, whose JPEG/WebP files the service sells (-A needs PNG)."""
+def methods_for(
+    entry: Entry, formats: list[str], damaged: bool, lossy: list[tuple[str, int]] | None = None
+) -> list[Method]:
+    """Lossy-format rows (`formats` at q95 for -M; each of `lossy` for every RGB LR: -A needs PNG)."""
     out = []
     for fmt in formats:
         if fmt == "png" or entry.config.metadata:
             out.append(Method(entry, format=fmt))
+    if not entry.config.alpha:
+        out += [Method(entry, format=f, quality=q) for f, q in lossy or [] if Method(entry, f, q) not in out]
     if damaged and entry.config.metadata:
         out.append(Method(entry, damage="strip-metadata"))
     if damaged and entry.config.alpha:
@@ -157,6 +187,7 @@ def evaluate(
     limit: int | None = None,
     formats: list[str] | None = None,
     damaged: bool = False,
+    lossy: list[tuple[str, int]] | None = None,
     reusable: Reusable | None = None,
     log=print,
     on_rows=None,
@@ -164,8 +195,10 @@ def evaluate(
     """Rows of Table 3; `on_rows(rows)` gets the rows so far after each model, so a caller can save them."""
     rows: list[dict] = []
     for scale in scales:
-        groups: list[tuple[Entry | None, list[Method]]] = [(None, [Method(None)])]
-        groups += [(e, methods_for(e, formats or ["png"], damaged)) for e in entries if e.config.scale == scale]
+        references = [Method(None)] + [Method(None, f, q) for f, q in lossy or []]
+        references += [Method(None, f, q, original=True) for f, q in lossy or []]
+        groups: list[tuple[Entry | None, list[Method]]] = [(None, references)]
+        groups += [(e, methods_for(e, formats or ["png"], damaged, lossy)) for e in entries if e.config.scale == scale]
         for entry, methods in groups:
             summaries: dict[str, list[dict]] = {}
             for image_set in sets:
@@ -179,7 +212,8 @@ def evaluate(
                 for path in paths:
                     hr = modcrop(load_rgb(path), scale)
                     if model is None:
-                        scores[0].add(hr, bicubic_round_trip(hr, scale), scale)
+                        for method, score in zip(methods, scores, strict=True):
+                            score.add(hr, *reference_round_trip(hr, scale, method), name=Path(path).stem)
                         continue
                     downscaled = downscale_image(model, hr)  # one forward pass for all of this model's rows
                     for method, score in zip(methods, scores, strict=True):
@@ -188,7 +222,7 @@ def evaluate(
                         except MetadataTooLargeError:  # the product refuses this file too: counted, not averaged
                             score.refused += 1
                             continue
-                        score.add(hr, out, scale, size)
+                        score.add(hr, out, scale, size, name=Path(path).stem)
                 summaries[image_set.name] = [score.summary() for score in scores]
             for i, method in enumerate(methods):
                 row = {

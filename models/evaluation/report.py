@@ -10,7 +10,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from models.evaluate import markdown_table
+from models.evaluation.evaluate import markdown_table
+from models.evaluation.rate_distortion import rd_table
 
 # PSNR-Y on DIV2K (val) reported by the paper; bicubic from the IRN paper.
 PAPER_DIV2K: dict[int, dict[str, float]] = {
@@ -146,6 +147,7 @@ def write_report(
     models: list[dict],
     figure: Path | None,
     loss_curves: dict[str, Path],
+    rd_plot: Path | None = None,
     command: list[str] | None = None,
 ) -> Path:
     command = command or ["rescale", *sys.argv[1:]]
@@ -188,6 +190,21 @@ def write_report(
             *_margin_rows(rows, set_names[0]),
             "",
         ]
+    lossy_tables = [(name, rd_table(rows, name)) for name in set_names]
+    if any(table.count("\n") > 1 for _, table in lossy_tables):
+        parts += [
+            "## Through real codecs: rate against distortion",
+            "",
+            "The LR saved as a real Pillow JPEG (4:2:0) or WebP at each quality, header kept, upscaled by the model "
+            "that made it; Bicubic: Pillow's bicubic thumbnail saved the same way and upscaled bicubic; Original: "
+            "the HR itself saved in that codec. PSNR-Y @ bits per HR pixel of the stored file (gain over the "
+            "bicubic thumbnail at the same codec). -JPEG models are the compression-aware ones.",
+            "",
+        ]
+        for name, table in lossy_tables:
+            parts += [f"### {name}", "", table, ""]
+        if rd_plot is not None:
+            parts += [f"![rate against distortion]({_relative(rd_plot, report)})", ""]
     if models:
         parts += ["## Training budgets (from the manifest)", "", *_budget_rows(models), ""]
         parts += [

@@ -1,0 +1,122 @@
+"""Rate against distortion through real Pillow codecs: the rows without a model, the table and the plot.
+
+A point is (bits per HR pixel of the stored file, PSNR-Y of what comes back). The references are
+the bicubic thumbnail (Pillow's bicubic LR saved in the codec, upscaled bicubic) and the HR
+itself saved in the codec ("keep the original instead"); every model row whose LR is RGB is
+measured through the same codecs (tables in evaluate.py).
+"""
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+LOSSY_FORMATS = ("jpeg", "webp")
+DEFAULT_LOSSY = (("jpeg", 50), ("jpeg", 75), ("jpeg", 90), ("jpeg", 95), ("webp", 75), ("webp", 90))
+_ROW = re.compile(r"^(?P<family>.+?) \((?P<format>jpeg|webp) q(?P<quality>\d+)\)$")
+
+
+def parse_codec(text: str) -> tuple[str, int]:
+    """'jpeg:90' -> ('jpeg', 90)."""
+    fmt, _, quality = text.partition(":")
+    if fmt not in LOSSY_FORMATS or not quality.isdigit() or not 1 <= int(quality) <= 100:
+        raise ValueError(f"a lossy codec is FORMAT:QUALITY with FORMAT jpeg or webp and QUALITY 1..100, got {text!r}")
+    return fmt, int(quality)
+
+
+def lossy_bytes(image: np.ndarray, fmt: str, quality: int) -> bytes:
+    """What Pillow writes for this codec (JPEG: its default 4:2:0), no metadata."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=fmt.upper(), quality=quality)
+    return buffer.getvalue()
+
+
+def read_rgb(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB")).copy()
+
+
+def lossy_copy(image: np.ndarray, fmt: str, quality: int) -> tuple[np.ndarray, int]:
+    """The image through the codec, and the stored size."""
+    data = lossy_bytes(image, fmt, quality)
+    return read_rgb(data), len(data)
+
+
+def bicubic_lossy_round_trip(hr: np.ndarray, scale: int, fmt: str, quality: int) -> tuple[np.ndarray, int]:
+    """The bicubic thumbnail saved in the codec, upscaled bicubic (H, W multiples of `scale`)."""
+    h, w = hr.shape[:2]
+    lr = np.asarray(Image.fromarray(hr).resize((w // scale, h // scale), Image.Resampling.BICUBIC))
+    lr_back, size = lossy_copy(lr, fmt, quality)
+    return np.asarray(Image.fromarray(lr_back).resize((w, h), Image.Resampling.BICUBIC)), size
+
+
+def rd_points(rows: list[dict], set_name: str) -> dict[tuple[int, str, str], list[tuple[int, float, float]]]:
+    """(scale, family, format) -> [(quality, bits per HR pixel, PSNR-Y)] from the lossy rows of `rows`."""
+    curves: dict[tuple[int, str, str], list[tuple[int, float, float]]] = {}
+    for row in rows:
+        match = _ROW.match(row["method"])
+        summary = row["sets"].get(set_name)
+        if match is None or row.get("damage") or summary is None or summary["psnr"] is None:
+            continue
+        if summary["bytes_per_px"] is None:
+            continue
+        key = (row["scale"], match["family"], match["format"])
+        curves.setdefault(key, []).append((int(match["quality"]), 8 * summary["bytes_per_px"], summary["psnr"]))
+    return {k: sorted(v) for k, v in curves.items()}
+
+
+def rd_table(rows: list[dict], set_name: str) -> str:
+    """Per scale and codec: each family's PSNR-Y @ bits per HR pixel, and the gain over the bicubic thumbnail."""
+    curves = rd_points(rows, set_name)
+    scales = sorted({k[0] for k in curves})
+    families = sorted({k[1] for k in curves}, key=lambda f: (f != "Bicubic", f == "Original", f))
+    head = "| Scale | Codec | " + " | ".join(f"{f}: PSNR-Y @ bits/px (vs bicubic)" for f in families) + " |"
+    lines = [head, "|---|---|" + "---|" * len(families)]
+    for scale in scales:
+        codecs = sorted({(k[2], q) for k, pts in curves.items() if k[0] == scale for q, _, _ in pts})
+        for fmt, quality in codecs:
+            base = {q: p for q, _, p in curves.get((scale, "Bicubic", fmt), [])}.get(quality)
+            cells = []
+            for family in families:
+                point = {q: (b, p) for q, b, p in curves.get((scale, family, fmt), [])}.get(quality)
+                if point is None:
+                    cells.append("—")
+                    continue
+                gain = "" if family == "Bicubic" or base is None else f" ({point[1] - base:+.2f})"
+                cells.append(f"{point[1]:.2f} @ {point[0]:.3f}{gain}")
+            lines.append(f"| x{scale} | {fmt} q{quality} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def rd_plot(rows: list[dict], set_name: str, path: Path) -> Path | None:
+    """PSNR-Y against bits per HR pixel, one curve per family and codec, a panel per scale."""
+    curves = rd_points(rows, set_name)
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scales = sorted({k[0] for k in curves})
+    fig, axes = plt.subplots(1, len(scales), figsize=(6.4 * len(scales), 4.8), squeeze=False, dpi=110)
+    for ax, scale in zip(axes[0], scales, strict=True):
+        for (s, family, fmt), points in sorted(curves.items()):
+            if s != scale:
+                continue
+            _, bits, psnr = zip(*points, strict=True)
+            style = "-" if fmt == "jpeg" else "--"
+            ax.plot(bits, psnr, style, marker="o", markersize=3, label=f"{family} {fmt}")
+        ax.set_xscale("log")
+        ax.set_xlabel("bits per HR pixel (stored file)")
+        ax.set_ylabel("PSNR-Y (dB)")
+        ax.set_title(f"x{scale} on {set_name}: real Pillow JPEG (solid) and WebP (dashed)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

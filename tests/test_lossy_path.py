@@ -1,0 +1,145 @@
+"""The product path for lossy files: the compression-aware model by default, and files that went through a CDN."""
+
+import io
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.checkpoint import save_model
+from models.cli import main
+from models.registry import weights_id
+from models.rescaler import Rescaler
+from tests.conftest import perturbed, tiny_config
+from tests.service_helpers import png_bytes, running_server, settings_for
+
+LOSSY_TRAINING = {"training": {"lossy_codec": {"quality_min": 50, "quality_max": 95, "real_forward": True}}}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict:
+    """A lossless-trained irn x2, a compression-aware irn x2 (other weights) and an irn-a x2."""
+    root = tmp_path_factory.mktemp("lossy-weights")
+    out = {}
+    for name, variant, seed, extra in [
+        ("irn", "irn", 0, None),
+        ("irn-jpeg", "irn", 1, LOSSY_TRAINING),
+        ("irn-a", "irn-a", 2, None),
+    ]:
+        model = perturbed(Rescaler(tiny_config(variant, 2)), std=0.005, seed=seed)
+        out[name] = save_model(model, root / name, extra=extra).parent
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(folders):
+    with running_server(settings_for(folders)) as base, httpx.Client(base_url=base, timeout=60) as c:
+        yield c
+
+
+def post(client, path, data, **params):
+    return client.post(path, content=data, params=params, headers={"content-type": "application/octet-stream"})
+
+
+@pytest.mark.parametrize(("fmt", "expected"), [("jpeg", "irn-jpeg"), ("webp", "irn-jpeg"), ("png", "irn")])
+def test_lossy_formats_get_the_compression_aware_model(client, folders, photo, fmt, expected):
+    response = post(client, "/downscale", png_bytes(photo), scale=2, mode="plain", format=fmt, quality=80)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-rescale-weights-id"] == weights_id(folders[expected])
+    assert response.headers["content-type"] == f"image/{fmt}"
+    with Image.open(io.BytesIO(response.content)) as image:
+        assert image.format == fmt.upper() and image.size == (35, 45)  # ceil(70 / 2) x ceil(90 / 2)
+
+
+def strip_metadata(data: bytes) -> bytes:
+    """What a CDN does: decode, re-encode at its own quality, no EXIF."""
+    with Image.open(io.BytesIO(data)) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="WEBP", quality=80)
+    return buffer.getvalue()
+
+
+def test_a_cdn_copy_without_header_is_upscaled_by_the_compression_aware_model(client, folders, photo):
+    lr = post(client, "/downscale", png_bytes(photo), scale=2, mode="plain", format="jpeg", quality=90).content
+    stripped = strip_metadata(lr)
+    refused = post(client, "/upscale", stripped)
+    assert refused.status_code == 422 and refused.json()["code"] == "not_rescaled"
+    response = post(client, "/upscale", stripped, best_effort="true", scale=2)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-rescale-weights-id"] == weights_id(folders["irn-jpeg"])
+    assert response.headers["x-rescale-degraded"] == "metadata_missing"
+    with Image.open(io.BytesIO(response.content)) as image:
+        assert image.size == (70, 90)
+
+
+def test_a_file_with_its_header_kept_gets_the_exact_model(client, folders, photo):
+    lr = post(client, "/downscale", png_bytes(photo), scale=2, mode="plain", format="webp", quality=75).content
+    response = post(client, "/upscale", lr)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-rescale-weights-id"] == weights_id(folders["irn-jpeg"])
+    assert "x-rescale-degraded" not in response.headers
+
+
+def one_pixel_changed(data: bytes) -> bytes:
+    """The same PNG, header chunks and all, with one LR pixel changed (what a lossy optimiser does)."""
+    from models.files.containers import read_image, write_png
+
+    _, rgb, alpha, text = read_image(data, max_pixels=10**8)
+    rgb = rgb.copy()
+    rgb[3, 4, 1] ^= 0x10
+    return write_png(rgb, alpha, text)
+
+
+@pytest.mark.parametrize("mode", ["plain", "alpha"])
+def test_changed_pixels_with_the_header_kept(client, folders, photo, mode):
+    lr = post(client, "/downscale", png_bytes(photo), scale=2, mode=mode).content
+    changed = one_pixel_changed(lr)
+    refused = post(client, "/upscale", changed)
+    assert refused.status_code == 422
+    assert refused.json() == {
+        "code": "checksum_mismatch",
+        "message": "the LR pixels changed after downscaling (RGB CRC-32 mismatch)",
+    }
+    response = post(client, "/upscale", changed, best_effort="true")
+    assert response.status_code == 200, response.text
+    assert response.headers["x-rescale-degraded"] == "pixels_modified"
+    assert response.headers["x-rescale-weights-id"] == weights_id(folders["irn" if mode == "plain" else "irn-a"])
+    exact = post(client, "/upscale", lr)
+    got, want = (np.asarray(Image.open(io.BytesIO(r.content))).astype(int) for r in (response, exact))
+    assert 0 < np.abs(got - want).sum() and (np.abs(got - want) > 0).mean() < 0.1  # a local change only
+
+
+# -- the CLI -------------------------------------------------------------------------------------
+
+
+def test_cli_takes_the_format_from_the_extension(folders, photo, tmp_path, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray(photo).save(src)
+    weights = ["--weights", *map(str, folders.values()), "--no-shipped"]
+    out = tmp_path / "small.jpg"
+    assert main(["downscale", str(src), str(out), "--scale", "2", "--quality", "80", *weights]) == 0
+    with Image.open(out) as image:
+        assert image.format == "JPEG" and image.size == (35, 45)
+    assert f"IRN-JPEG x2, jpeg, {out.stat().st_size} bytes, weights {weights_id(folders['irn-jpeg'])}" in (
+        capsys.readouterr().out
+    )
+    stripped = tmp_path / "cdn.webp"
+    stripped.write_bytes(strip_metadata(out.read_bytes()))
+    big = tmp_path / "big.png"
+    assert main(["upscale", str(stripped), str(big), "--best-effort", "--scale", "2", *weights]) == 0
+    assert "(irn x2, degraded: metadata_missing)" in capsys.readouterr().out
+    assert Image.open(big).size == (70, 90)
+
+
+def test_cli_refuses_a_format_that_contradicts_the_extension(folders, photo, tmp_path, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray(photo).save(src)
+    out = tmp_path / "small.jpg"
+    code = main(["downscale", str(src), str(out), "--format", "webp", "--weights", str(folders["irn"])])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"rescale downscale: --format webp contradicts the extension of {out} (jpeg); change one of them"
+    )
+    assert not out.exists()
+
