@@ -142,4 +142,3 @@ def test_cli_refuses_a_format_that_contradicts_the_extension(folders, photo, tmp
         f"rescale downscale: --format webp contradicts the extension of {out} (jpeg); change one of them"
     )
     assert not out.exists()
-
