@@ -11,6 +11,7 @@ from torch import nn
 
 from models.invertible_rescaler import SCALES, InvertibleRescaler, RescalerConfig
 from models.latent_codec import CODE_REDUCTION, LatentCodec, LatentCodecConfig
+from models.networks.lr_restorer import LRRestorer, RestorerConfig
 from models.quantize import quantize_alpha, quantize_unit
 
 VARIANTS = ("irn", "irn-a", "irn-m", "dlv-irn", "dlv-irn-a", "dlv-irn-m")
@@ -27,6 +28,9 @@ class ModelConfig:
     alpha_gain: float = 64.0  # -A: see invertible_rescaler.py; the first shipped IRN-A used 1
     codec_layers: int = 4
     codec_hidden: int = 64
+    # compression-aware models: an LR restorer of this many conv layers before the inverse (0: none)
+    restorer_layers: int = 0
+    restorer_hidden: int = 64
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -40,6 +44,10 @@ class ModelConfig:
         self.network_config()  # validates the remaining sizes
         if self.metadata:
             self.codec_config()
+        if self.restorer_layers:
+            if self.alpha:
+                raise ValueError(f"an LR restorer works on an RGB LR, not on {self.variant}'s alpha")
+            self.restorer_config()
 
     @property
     def base(self) -> str:
@@ -76,6 +84,9 @@ class ModelConfig:
         return LatentCodecConfig(
             z_channels=self.network_config().z_channels, layers=self.codec_layers, hidden=self.codec_hidden
         )
+
+    def restorer_config(self) -> RestorerConfig:
+        return RestorerConfig(channels=3, layers=self.restorer_layers, hidden=self.restorer_hidden)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,6 +138,11 @@ class Rescaler(nn.Module):
         self.config = config
         self.net = InvertibleRescaler(config.network_config())
         self.codec = LatentCodec(config.codec_config()) if config.metadata else None
+        self.restorer = LRRestorer(config.restorer_config()) if config.restorer_layers else None
+
+    def restore(self, rgb: torch.Tensor) -> torch.Tensor:
+        """The decoded RGB LR, corrected for codec damage by the restorer of a compression-aware model."""
+        return rgb if self.restorer is None else self.restorer(rgb)
 
     def _quantize(self, lr: torch.Tensor, z: torch.Tensor) -> Encoded:
         c = self.net.config.image_channels
@@ -138,7 +154,8 @@ class Rescaler(nn.Module):
         return encoded
 
     def _reconstruct(self, encoded: Encoded) -> torch.Tensor:
-        lr = encoded.rgb if encoded.alpha is None else torch.cat([encoded.rgb, encoded.alpha], dim=1)
+        rgb = self.restore(encoded.rgb)
+        lr = rgb if encoded.alpha is None else torch.cat([rgb, encoded.alpha], dim=1)
         z_hat = self.codec.decode(encoded.code) if self.codec is not None and encoded.code is not None else None
         return self.net.upscale(lr, z_hat)
 

@@ -14,6 +14,8 @@ import pytest
 from PIL import Image
 
 from models.files.containers import read_image, write_lossy, write_png
+from models.files.errors import HeaderError
+from models.files.header import parse_header
 from service import metrics
 from tests.service_helpers import png_bytes
 
@@ -83,7 +85,12 @@ def as_x4(text: str) -> str:
 @pytest.mark.parametrize(
     ("mode", "edit", "code", "message"),
     [
-        ("plain", lambda t: t.replace('"format":1', '"format":' + "9" * 5000), "bad_header", "not valid JSON"),
+        (
+            "plain",
+            lambda t: t.replace('"format":1', '"format":' + "9" * 5000),
+            "bad_header",
+            "the text chunks are over",
+        ),
         ("plain", lambda t: t.replace('"variant":"irn"', '"variant":"irn-a"'), "weights_mismatch", "irn-a x2"),
         ("alpha", lambda t: t.replace('"variant":"irn-a"', '"variant":"irn"'), "weights_mismatch", "irn x2"),
         ("plain", lambda t: as_x4(t), "weights_mismatch", "are irn x2"),
@@ -98,6 +105,13 @@ def test_crafted_headers_are_422_with_their_own_code(client, photo, mode, edit, 
     assert response.status_code == 422, response.text
     assert response.json()["code"] == code
     assert message in response.json()["message"]
+
+
+def test_an_integer_of_more_than_4300_digits_is_a_header_error():
+    """json.loads raises ValueError (not JSONDecodeError) for it: that was a 500."""
+    text = json.dumps({"format": 1}).replace("1", "9" * 5000)
+    with pytest.raises(HeaderError, match="header is not valid JSON: Exceeds the limit"):
+        parse_header(text, max_pixels=10**8, image_size=(1000, 1000))
 
 
 def test_metadata_file_whose_lr_is_not_a_multiple_of_the_code_grid(client, photo):
@@ -224,3 +238,29 @@ def test_a_client_that_leaves_during_the_upload_is_a_499_not_a_500(url, photo):
         time.sleep(0.05)
     assert request_count("/downscale", 499) == before_499 + 3
     assert request_count("/downscale", 500) == before_500
+
+
+# -- oversized headers ------------------------------------------------------------------------------
+
+
+def test_a_small_png_with_a_huge_header_is_refused_before_inflating_it(client):
+    """64 MB of header text used to be inflated and parsed (9 s with the event loop stalled, +1.5 GB)."""
+    text = json.dumps({"format": 1, "padding": "x" * (8 << 20)})
+    data = write_png(np.zeros((64, 64, 3), np.uint8), None, text)
+    assert len(data) < 64 << 10
+    response = post(client, "/upscale", data)
+    assert response.status_code == 422, response.text
+    assert response.json() == {
+        "code": "bad_header",
+        "message": "the text chunks are over the 2,476 characters that a header of a 64x64 image can need",
+    }
+
+
+def test_a_webp_with_a_huge_exif_header_is_refused_before_parsing_it(client):
+    text = json.dumps({"format": 1, "padding": "x" * (2 << 20)})
+    data = write_lossy(np.zeros((64, 64, 3), np.uint8), text, "webp", 90)
+    response = post(client, "/upscale", data)
+    assert response.status_code == 422, response.text
+    assert response.json()["message"] == (
+        f"header of {len(text):,} characters is over the 2,476 that an image of this size can need"
+    )

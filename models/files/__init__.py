@@ -104,7 +104,7 @@ def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, allow_modified:
     fmt, rgb, alpha, text = read_image(data, max_pixels=max_pixels)
     if text is None:
         return DecodedFile(fmt, rgb, None, None, None, ("metadata_missing",))
-    header, code = parse_header(text, max_pixels=max_pixels)
+    header, code = parse_header(text, max_pixels=max_pixels, image_size=(rgb.shape[0], rgb.shape[1]))
     if (rgb.shape[0], rgb.shape[1]) != header.lr_size:
         h, w = header.lr_size
         raise HeaderError(f"header says the LR is {w}x{h} but the image is {rgb.shape[1]}x{rgb.shape[0]}")

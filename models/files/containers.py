@@ -6,6 +6,7 @@ failure into a FileFormatError subclass.
 
 import io
 import struct
+import threading
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -18,11 +19,13 @@ from PIL import ExifTags, Image, PngImagePlugin
 
 from models.files.errors import (
     CorruptFileError,
+    HeaderError,
     ImageTooLargeError,
     MetadataTooLargeError,
     TruncatedFileError,
     UnsupportedFormatError,
 )
+from models.files.header import max_header_chars
 
 CHUNK_KEY = "rescale"
 PNG_PART_CHARS = 512 << 10  # each zTXt chunk stays well under Pillow's 1 MiB MAX_TEXT_CHUNK
@@ -129,7 +132,7 @@ def decoder_errors(fmt: str) -> Iterator[None]:
             warnings.simplefilter("ignore", UserWarning)  # e.g. EXIF entries larger than the file: skipped
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
-    except ImageTooLargeError:
+    except (ImageTooLargeError, HeaderError):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"image is over the pixel limit: {exc}") from exc
@@ -156,11 +159,47 @@ def open_image(data: bytes, *, max_pixels: int) -> tuple[str, Image.Image]:
     return fmt, image
 
 
+_PNG_TEXT_LIMIT = threading.Lock()
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """(h, w) from a PNG's IHDR, which comes first: known before any text chunk is inflated."""
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return height, width
+
+
+def _open_with_text_limit(data: bytes, *, max_pixels: int) -> Image.Image:
+    """Open a PNG with Pillow's cap on inflated text set to the longest header its size can need (Pillow's
+    default, 64 MB, let a 64 KB file cost seconds of inflating and parsing)."""
+    size = _png_size(data)
+    if size is None or size[0] * size[1] > max_pixels:
+        return open_image(data, max_pixels=max_pixels)[1]  # refused or failed there, with its own message
+    with _PNG_TEXT_LIMIT:  # the cap is a module global of Pillow's
+        saved = PngImagePlugin.MAX_TEXT_MEMORY
+        PngImagePlugin.MAX_TEXT_MEMORY = max_header_chars(*size)
+        try:
+            return open_image(data, max_pixels=max_pixels)[1]
+        except ValueError as exc:
+            if "Too much memory used in text chunks" in str(exc):
+                raise HeaderError(
+                    f"the text chunks are over the {max_header_chars(*size):,} characters that a header of a "
+                    f"{size[1]}x{size[0]} image can need"
+                ) from exc
+            raise
+        finally:
+            PngImagePlugin.MAX_TEXT_MEMORY = saved
+
+
 def read_image(data: bytes, *, max_pixels: int) -> tuple[str, np.ndarray, np.ndarray | None, str | None]:
     """-> (format, RGB (h, w, 3) uint8, alpha (h, w) uint8 or None, header text or None)."""
     fmt = sniff(data)
     with decoder_errors(fmt):
-        _, image = open_image(data, max_pixels=max_pixels)
+        if fmt == "png":
+            image = _open_with_text_limit(data, max_pixels=max_pixels)
+        else:
+            _, image = open_image(data, max_pixels=max_pixels)
         image.load()
     text = png_header_text(image) if fmt == "png" else _exif_text(image)
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info

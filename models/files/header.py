@@ -31,7 +31,15 @@ from models.rescaler import VARIANTS
 
 FORMAT_VERSION = 1
 WEIGHTS_ID = re.compile(r"^[0-9a-f]{16}$")
-MAX_HEADER_CHARS = 64 << 20  # Pillow's own cap on all text in a PNG
+HEADER_FIELDS_CHARS = 1024  # everything but the code's data, with room to spare
+
+
+def max_header_chars(lr_height: int, lr_width: int) -> int:
+    """The longest header an LR of this size can carry: an -M code (4 x ceil(h/4) x ceil(w/4) bytes) deflated
+    at zlib's worst case (stored blocks) and base64'd, plus the other fields."""
+    code = CODE_CHANNELS * -(-lr_height // CODE_REDUCTION) * -(-lr_width // CODE_REDUCTION)
+    deflated = code + code // 1000 + 64
+    return 4 * -(-deflated // 3) + HEADER_FIELDS_CHARS
 
 
 @dataclass(frozen=True)
@@ -97,10 +105,16 @@ def _size(meta: dict, key: str) -> tuple[int, int]:
     return value[0], value[1]
 
 
-def parse_header(text: str, *, max_pixels: int) -> tuple[Header, np.ndarray | None]:
-    """Validate the header and decode the -M code; `max_pixels` bounds the declared HR size."""
-    if len(text) > MAX_HEADER_CHARS:
-        raise HeaderError(f"header of {len(text)} characters is over the {MAX_HEADER_CHARS} limit")
+def parse_header(
+    text: str, *, max_pixels: int, image_size: tuple[int, int] | None = None
+) -> tuple[Header, np.ndarray | None]:
+    """Validate the header and decode the -M code; `max_pixels` bounds the declared HR size, and the size of
+    the image that carries it (h, w) bounds its length before any parsing."""
+    limit = max_header_chars(*image_size) if image_size is not None else max_header_chars(1, max_pixels)
+    if len(text) > limit:
+        raise HeaderError(
+            f"header of {len(text):,} characters is over the {limit:,} that an image of this size can need"
+        )
     try:
         meta = json.loads(text)
     except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, or an integer of > 4,300 digits

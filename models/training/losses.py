@@ -70,12 +70,12 @@ def compression_aware_loss(
     lr, z = model.net.downscale(hr, model.sample_dlv_latent(hr))
     lr_q = quantize_unit(lr.float())
     terms = {
-        "rec": w.reconstruction * charbonnier(model.net.upscale(codec(lr_q)), hr),
+        "rec": w.reconstruction * charbonnier(model.net.upscale(model.restore(codec(lr_q))), hr),
         "guide": w.guidance * _batch_sum((lr - bicubic_downscale(hr, model.config.scale)) ** 2),
         "dist": w.distribution * _batch_sum(z**2),
     }
     if w.lossless > 0:
-        terms["rec_lossless"] = w.lossless * charbonnier(model.net.upscale(lr_q), hr)
+        terms["rec_lossless"] = w.lossless * charbonnier(model.net.upscale(model.restore(lr_q)), hr)
     total = sum(terms.values())
     return total, {k: v.item() for k, v in terms.items()}
 

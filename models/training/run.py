@@ -82,6 +82,8 @@ class TrainConfig:
     alpha_gain: float = 64.0
     codec_layers: int = 4
     codec_hidden: int = 64
+    restorer_layers: int = 0
+    restorer_hidden: int = 64
     # warm start from a model folder (tensors with matching names and shapes)
     init_from: str | None = None
     device: str = "auto"
