@@ -167,19 +167,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from service.main import create_app
+    from service.server import serve
     from service.settings import Settings
 
-    settings = Settings()
-    uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) + 5,
-    )
+    serve(Settings(), host=args.host, port=args.port)
     return 0
 
 

@@ -89,6 +89,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._accepting = True
+        self._drain_deadline: float | None = None
         self._threads: list[threading.Thread] = []
         self._batch_ids = itertools.count()
 
@@ -112,18 +113,40 @@ class Batcher:
     def saturated(self) -> bool:
         return self._depth >= self.max_queue
 
-    async def drain(self, timeout_s: float) -> bool:
-        """Stop taking work, let what was accepted finish (up to timeout), then stop the workers."""
+    @property
+    def drain_deadline(self) -> float | None:
+        return self._drain_deadline
+
+    @property
+    def draining_past_deadline(self) -> bool:
+        return self._drain_deadline is not None and time.monotonic() >= self._drain_deadline
+
+    def begin_drain(self, deadline: float) -> None:
+        """Refuse new work from now on; what was accepted may finish until `deadline` (monotonic)."""
         self._accepting = False
-        end = time.monotonic() + timeout_s
-        while (self._depth or self._running) and time.monotonic() < end:
+        if self._drain_deadline is None or deadline < self._drain_deadline:
+            self._drain_deadline = deadline
+
+    async def drain(self, timeout_s: float | None = None) -> bool:
+        """Let accepted work finish until the drain deadline (`begin_drain`'s, or now + `timeout_s`, whichever
+        is sooner), refuse what still waits, stop the workers. One budget: nothing here waits past it."""
+        if timeout_s is not None:
+            self.begin_drain(time.monotonic() + timeout_s)
+        if self._drain_deadline is None:
+            raise ValueError("drain() needs a timeout or an earlier begin_drain(deadline)")
+        while (self._depth or self._running) and not self.draining_past_deadline:
             await asyncio.sleep(0.05)
         drained = not (self._depth or self._running)
         with self._cond:
             self._stopping = True
+            for items in self._pending.values():
+                for item in items:
+                    _resolve(item, error=ShuttingDownError("the service shut down before this request ran"))
+            self._pending.clear()
+            self._depth = 0
             self._cond.notify_all()
-        for t in self._threads:
-            await asyncio.to_thread(t.join, 5)
+        for t in self._threads:  # a worker inside a forward pass finishes it; it is a daemon thread
+            await asyncio.to_thread(t.join, 0.5)
         return drained
 
     # -- submitting ------------------------------------------------------------------------

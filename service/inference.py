@@ -57,6 +57,9 @@ async def run_model(
             if time.monotonic() > deadline:
                 task.cancel()
                 raise DeadlineExceededError("the request took longer than its deadline")
+            if runtime.batcher.draining_past_deadline:
+                task.cancel()
+                raise ShuttingDownError("the service is shutting down and its drain time is over")
     except QueueFullError as exc:
         raise ServiceError(
             503,

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated
@@ -73,11 +74,19 @@ class Runtime:
             tiling=Tiling(tile=settings.tile_lr, overlap=settings.tile_overlap_lr),
         )
 
+    def begin_drain(self) -> None:
+        """SIGTERM: refuse new model work; what is in flight has RESCALE_DRAIN_TIMEOUT_S to finish."""
+        self.batcher.begin_drain(time.monotonic() + self.settings.drain_timeout_s)
+
     async def stop(self) -> None:
-        drained = await self.batcher.drain(self.settings.drain_timeout_s)
+        """After the server has answered every request: stop the workers within what is left of the drain budget
+        (all of it when the shutdown did not start with a signal, as in tests)."""
+        if self.batcher.drain_deadline is None:
+            self.begin_drain()
+        drained = await self.batcher.drain()
         if not drained:
             log.warning("shutdown: in-flight work did not finish within %.0f s", self.settings.drain_timeout_s)
-        self.codec_pool.shutdown(wait=True)
+        self.codec_pool.shutdown(wait=False, cancel_futures=True)
 
     async def in_codec_pool(self, fn, *args, **kwargs):
         """PNG/JPEG/WebP work off the event loop and off the model workers."""
