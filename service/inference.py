@@ -37,6 +37,22 @@ class Timings:
         return ", ".join(parts)
 
 
+def refuse_when_busy(runtime: Runtime) -> None:
+    """Answer 503 before the upload is read and decoded when the queue is already full or the service drains."""
+    retry = {"Retry-After": str(runtime.settings.retry_after_s)}
+    batcher = runtime.batcher
+    if batcher.drain_deadline is not None:
+        raise ServiceError(503, "shutting_down", "the service is shutting down", retry)
+    if batcher.saturated:
+        metrics.REJECTED.inc()
+        raise ServiceError(
+            503,
+            "queue_full",
+            f"the service is busy (the queue holds {batcher.depth} of {batcher.max_queue} inputs); retry later",
+            retry,
+        )
+
+
 async def run_model(
     runtime: Runtime, request: Request, op: str, weights_id: str, payloads: list, timings: Timings
 ) -> list:

@@ -1,8 +1,9 @@
-"""Pure ASGI middleware: the upload size limit (Starlette has none of its own) and request metrics.
+"""Pure ASGI middleware: the upload size and time limits (Starlette has neither) and request metrics.
 
 Pure ASGI rather than BaseHTTPMiddleware, so handlers still see client disconnects.
 """
 
+import asyncio
 import json
 import time
 
@@ -66,6 +67,69 @@ class BodySizeLimit:
         except BodyTooLargeError:
             if not started:
                 await self._reject(send)
+
+
+class UploadTimeoutError(Exception):
+    pass
+
+
+class UploadTimeout:
+    """408 when the request body has not fully arrived `timeout_s` after the request started: a client that
+    trickles its upload would otherwise hold a connection (and a file descriptor) for as long as it likes."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = time.monotonic() + self.timeout_s
+        body_done = False
+        started = False
+
+        async def timed_receive() -> Message:
+            nonlocal body_done
+            if body_done:  # later receives only wait for a disconnect: no deadline on those
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(deadline - time.monotonic(), 0.0))
+            except TimeoutError:
+                raise UploadTimeoutError() from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracking_send)
+        except UploadTimeoutError:
+            if not started:
+                body = json.dumps(
+                    {
+                        "code": "upload_timeout",
+                        "message": f"the upload did not arrive within {self.timeout_s:g} s; send it faster or "
+                        "in one piece",
+                    }
+                ).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 408,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
 
 
 class RequestMetrics:

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.errors import install_error_handlers
-from service.limits import BodySizeLimit, RequestMetrics
+from service.limits import BodySizeLimit, RequestMetrics, UploadTimeout
 from service.routers import downscale, health, models, upscale
 from service.routers import metrics as metrics_router
 from service.runtime import Runtime
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(UploadTimeout, timeout_s=settings.upload_timeout_s)
     app.add_middleware(RequestMetrics, endpoints=ENDPOINTS)  # outermost: counts the 413s too
     _document_errors(app)
     logging.basicConfig(level=settings.log_level.upper())

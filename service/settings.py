@@ -27,6 +27,7 @@ class Settings(BaseSettings):
 
     # input limits
     max_upload_bytes: int = Field(50 * 2**20, ge=1024, description="413 above this")
+    upload_timeout_s: float = Field(60.0, gt=0, description="408 when the request body takes longer to arrive")
     max_pixels: int = Field(16_800_000, ge=1, description="413 above this many HR pixels, checked before decoding")
 
     # batching and queueing

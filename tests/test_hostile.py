@@ -17,7 +17,7 @@ from models.files.containers import read_image, write_lossy, write_png
 from models.files.errors import HeaderError
 from models.files.header import parse_header
 from service import metrics
-from tests.service_helpers import png_bytes
+from tests.service_helpers import png_bytes, running_server, settings_for
 
 
 def rss_mb() -> float:
@@ -264,3 +264,96 @@ def test_a_webp_with_a_huge_exif_header_is_refused_before_parsing_it(client):
     assert response.json()["message"] == (
         f"header of {len(text):,} characters is over the 2,476 that an image of this size can need"
     )
+
+
+def test_a_client_that_trickles_its_upload_is_cut(weights, photo):
+    settings = settings_for(weights, upload_timeout_s=1.0)
+    with running_server(settings) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                f"POST /downscale?scale=2 HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
+                "Content-Length: 100000\r\n\r\n".encode()
+            )
+            started = time.monotonic()
+            answer = b""
+            for _ in range(40):  # a byte every 0.1 s, until the server answers
+                try:
+                    sock.sendall(b"\0")
+                except OSError:
+                    break
+                sock.settimeout(0.1)
+                try:
+                    chunk = sock.recv(4096)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                answer += chunk
+                if b"}" in answer:
+                    break
+            waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b'"code": "upload_timeout"' in answer and b"connection: close" in answer.lower()
+    assert waited < 3
+
+
+# -- files that cost far more than their size ----------------------------------------------------
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A complete 8x8 JPEG whose SOF is patched to declare another size: libjpeg fills the missing blocks."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (90, 120, 150)).save(buffer, "JPEG", quality=90)
+    data = bytearray(buffer.getvalue())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def test_a_tiny_jpeg_declaring_a_large_image_is_refused_before_decoding(client):
+    data = jpeg_declaring(630, 630)
+    with Image.open(io.BytesIO(data)) as image:  # what the attack relies on: it decodes at full size
+        image.load()
+        assert image.size == (630, 630)
+    response = post(client, "/downscale", data, {"scale": 2})
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "code": "corrupt_file",
+        "message": f"{len(data):,} bytes cannot hold a complete 630x630 JPEG (at least 776 are needed): "
+        "the file is truncated or crafted",
+    }
+
+
+def test_a_jpeg_cut_inside_its_scan_is_truncated(client, photo):
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "JPEG", quality=90)
+    data = buffer.getvalue()
+    response = post(client, "/downscale", data[: len(data) * 2 // 3], {"scale": 2})
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "code": "truncated_file",
+        "message": "truncated JPEG: the scan data ends before the end-of-image marker",
+    }
+    assert post(client, "/downscale", data + b"trailing bytes", {"scale": 2}).status_code == 200
+
+
+def test_upscale_refuses_a_file_without_header_before_decoding_its_pixels(client, photo):
+    """A plain PNG whose pixel data is broken: the missing header is what the client needs to hear."""
+    data = bytearray(png_bytes(photo))
+    idat = data.find(b"IDAT")
+    data[idat + 20 : idat + 60] = b"\xff" * 40
+    response = post(client, "/upscale", bytes(data))
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "not_rescaled"
+    assert post(client, "/upscale", bytes(data), {"best_effort": "true"}).json()["code"] == "corrupt_file"
+
+
+def test_a_png_missing_its_iend_still_upscales_exactly(client, photo):
+    """Accepted on purpose: the pixel data is complete and the header's CRC-32 checks every LR pixel."""
+    lr = lr_file(client, photo, mode="plain")
+    assert lr.endswith(b"IEND\xaeB`\x82")
+    exact = post(client, "/upscale", lr)
+    cut = post(client, "/upscale", lr[:-12])
+    assert exact.status_code == cut.status_code == 200
+    assert cut.content == exact.content

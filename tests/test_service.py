@@ -243,12 +243,21 @@ def test_full_queue_answers_503_with_retry_after(weights, photo):
             with httpx.Client(base_url=base, timeout=60) as c:
                 return post_image(c, "/downscale", body, {"scale": 2})
 
-        with ThreadPoolExecutor(2) as pool:
-            first, second = pool.map(one, [0.0, 0.5])  # the first request's 9 tiles wait for their batch
+        def corrupt(delay: float):
+            time.sleep(delay)
+            with httpx.Client(base_url=base, timeout=60) as c:
+                return post_image(c, "/upscale", b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+
+        with ThreadPoolExecutor(3) as pool:
+            first = pool.submit(one, 0.0)  # its 9 tiles wait for their batch
+            second, third = pool.submit(one, 0.5), pool.submit(corrupt, 0.5)
+            first, second, third = first.result(), second.result(), third.result()
     assert first.status_code == 200  # an empty queue takes a request of any size
     assert second.status_code == 503
     assert second.json()["code"] == "queue_full" and second.headers["retry-after"] == "2"
     assert "the queue holds 9 of 1 inputs" in second.json()["message"]
+    # decided before the upload is decoded: a corrupt file gets the 503, not its 400
+    assert third.status_code == 503 and third.json()["code"] == "queue_full"
 
 
 def test_schemathesis_finds_no_server_errors(url):

@@ -19,6 +19,7 @@ from PIL import ExifTags, Image, PngImagePlugin
 
 from models.files.errors import (
     CorruptFileError,
+    FileFormatError,
     HeaderError,
     ImageTooLargeError,
     MetadataTooLargeError,
@@ -84,9 +85,12 @@ def write_lossy(rgb: np.ndarray, text: str, fmt: str, quality: int) -> bytes:
 # -- reading -------------------------------------------------------------------------------
 
 
-def png_header_text(image: Image.Image) -> str | None:
-    """The header text of a PNG, joined from its `rescale`, `rescale/1`, ... chunks; None if absent."""
-    text = getattr(image, "text", {})
+def png_header_text(image: Image.Image, *, before_pixels: bool = False) -> str | None:
+    """The header text of a PNG, joined from its `rescale`, `rescale/1`, ... chunks; None if absent.
+
+    `before_pixels`: only the chunks before the image data, without decoding it (Pillow's `text` loads the
+    image to find chunks after it too)."""
+    text = image.info if before_pixels else getattr(image, "text", {})
     if CHUNK_KEY not in text:
         return None
     parts, i = [text[CHUNK_KEY]], 1
@@ -132,7 +136,7 @@ def decoder_errors(fmt: str) -> Iterator[None]:
             warnings.simplefilter("ignore", UserWarning)  # e.g. EXIF entries larger than the file: skipped
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
-    except (ImageTooLargeError, HeaderError):
+    except FileFormatError:  # already says what is wrong
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"image is over the pixel limit: {exc}") from exc
@@ -156,7 +160,31 @@ def open_image(data: bytes, *, max_pixels: int) -> tuple[str, Image.Image]:
         raise ImageTooLargeError(
             f"image of {width}x{height} ({width * height:,} pixels) is over the {max_pixels:,}-pixel limit"
         )
+    check_plausible(data, fmt, width, height)
     return fmt, image
+
+
+# The fewest bytes a complete file of w x h pixels can have: JPEG codes at least one bit per 8x8 block
+# of one component (a flat grey progressive JPEG at quality 1 takes 254 pixels per byte), and deflate
+# expands at most 1032:1 the raw rows of at least one bit per pixel. WebP has no such floor (a flat
+# lossless WebP is a few bytes); its cost is bounded by the pixel limit alone.
+PIXELS_PER_BYTE_MAX = {"jpeg": 512, "png": 8 * 1032}
+
+
+def check_plausible(data: bytes, fmt: str, width: int, height: int) -> None:
+    """Refuse files that declare far more pixels than their data can hold, and JPEGs whose scan has no end
+    marker: decoders fill what is missing, so such files cost the full decode and model time of their
+    declared size for a few hundred bytes."""
+    if fmt == "jpeg":
+        last_scan = data.rfind(b"\xff\xda")
+        if last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0:  # 0xFFD9 cannot occur inside scan data
+            raise TruncatedFileError("truncated JPEG: the scan data ends before the end-of-image marker")
+    ratio = PIXELS_PER_BYTE_MAX.get(fmt)
+    if ratio is not None and len(data) * ratio < width * height:
+        raise CorruptFileError(
+            f"{len(data):,} bytes cannot hold a complete {width}x{height} {fmt.upper()} (at least "
+            f"{-(-width * height // ratio):,} are needed): the file is truncated or crafted"
+        )
 
 
 _PNG_TEXT_LIMIT = threading.Lock()
@@ -190,6 +218,16 @@ def _open_with_text_limit(data: bytes, *, max_pixels: int) -> Image.Image:
             raise
         finally:
             PngImagePlugin.MAX_TEXT_MEMORY = saved
+
+
+def peek_header_text(data: bytes, *, max_pixels: int) -> str | None:
+    """The header text without decoding any pixel: PNG text chunks before the image data (where ours are) and
+    EXIF are read when the file is opened."""
+    fmt = sniff(data)
+    with decoder_errors(fmt):
+        if fmt == "png":
+            return png_header_text(_open_with_text_limit(data, max_pixels=max_pixels), before_pixels=True)
+        return _exif_text(open_image(data, max_pixels=max_pixels)[1])
 
 
 def read_image(data: bytes, *, max_pixels: int) -> tuple[str, np.ndarray, np.ndarray | None, str | None]:

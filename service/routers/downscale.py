@@ -7,7 +7,7 @@ from models import files
 from models.pipeline import plan_downscale
 from service.catalogue import MODELS
 from service.errors import ServiceError
-from service.inference import Timings, finish, run_model
+from service.inference import Timings, finish, refuse_when_busy, run_model
 from service.routers.uploads_doc import ERROR_RESPONSES, IMAGE_BODY
 from service.runtime import RuntimeDep
 from service.uploads import decode_hr, read_upload
@@ -43,6 +43,7 @@ async def downscale(
 ) -> Response:
     if mode == Mode.alpha and format != Format.png:
         raise ServiceError(422, "invalid_parameter", "format: mode=alpha keeps the alpha channel, use format=png")
+    refuse_when_busy(runtime)
     timings = Timings()
     entry = runtime.catalogue.resolve(
         model=model.value if model else None, mode=mode.value, scale=int(scale), format=format.value

@@ -3,15 +3,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from models import files
+from models.files.containers import peek_header_text
 from models.files.errors import ImageTooLargeError, NotRescaledError
 from models.pipeline import plan_upscale
-from service.inference import Timings, finish, run_model
+from service.inference import Timings, finish, refuse_when_busy, run_model
 from service.routers.downscale import Mode, ModelName, Scale
 from service.routers.uploads_doc import ERROR_RESPONSES, IMAGE_BODY
 from service.runtime import RuntimeDep
 from service.uploads import encode_png, read_upload
 
 router = APIRouter(tags=["rescale"])
+
+NO_HEADER = (
+    "this image has no rescale header (not made by /downscale, or its metadata was stripped); "
+    "pass best_effort=true with scale (and mode/model) to upscale it with z = 0"
+)
 
 
 @router.post(
@@ -35,8 +41,13 @@ async def upscale(
     mode: Annotated[Mode, Query(description="with best_effort: which model's LR this is")] = Mode.plain,
     model: Annotated[ModelName | None, Query(description="with best_effort: irn or dlv-irn")] = None,
 ) -> Response:
+    refuse_when_busy(runtime)
     timings = Timings()
     data = await timings.timed("read", read_upload(request))
+    if not best_effort:  # a file without header is refused before its pixels are decoded
+        text = await runtime.in_codec_pool(peek_header_text, data, max_pixels=runtime.settings.max_pixels)
+        if text is None:
+            raise NotRescaledError(NO_HEADER)
     decoded = await timings.timed(
         "decode",
         runtime.in_codec_pool(files.decode, data, max_pixels=runtime.settings.max_pixels, allow_modified=best_effort),
@@ -50,10 +61,7 @@ async def upscale(
         if entry.config.alpha:
             decoded = decoded.with_neutral_alpha()
     else:
-        raise NotRescaledError(
-            "this image has no rescale header (not made by /downscale, or its metadata was stripped); "
-            "pass best_effort=true with scale (and mode/model) to upscale it with z = 0"
-        )
+        raise NotRescaledError(NO_HEADER)
     downscaled = decoded.downscaled(entry.config.scale)
     h, w = downscaled.hr_size
     if h * w > runtime.settings.max_pixels:
