@@ -16,6 +16,7 @@ from models.registry import Registry
 from service import metrics
 from service.batcher import Batcher
 from service.catalogue import Catalogue
+from service.cost import CostModel
 from service.settings import Settings
 
 log = logging.getLogger("rescale.service")
@@ -38,6 +39,7 @@ class Runtime:
     codec_pool: ThreadPoolExecutor
     devices: list[torch.device]
     tiling: Tiling
+    cost: CostModel
 
     @classmethod
     def start(cls, settings: Settings) -> "Runtime":
@@ -55,6 +57,7 @@ class Runtime:
                 registry.model(wid, device)
             name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
             metrics.DEVICE_INFO.labels(str(device), name).set(1)
+        cost = CostModel.measure(registry, devices[0], settings.precision)
         batcher = Batcher(
             model_for=registry.model,
             devices=devices,
@@ -72,6 +75,7 @@ class Runtime:
             codec_pool=ThreadPoolExecutor(settings.codec_threads, thread_name_prefix="rescale-codec"),
             devices=devices,
             tiling=Tiling(tile=settings.tile_lr, overlap=settings.tile_overlap_lr),
+            cost=cost,
         )
 
     def begin_drain(self) -> None:

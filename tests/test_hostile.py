@@ -4,6 +4,7 @@ import io
 import json
 import os
 import random
+import re
 import socket
 import struct
 import time
@@ -357,3 +358,19 @@ def test_a_png_missing_its_iend_still_upscales_exactly(client, photo):
     cut = post(client, "/upscale", lr[:-12])
     assert exact.status_code == cut.status_code == 200
     assert cut.content == exact.content
+
+
+def test_an_image_whose_model_time_would_pass_the_deadline_is_refused_before_queueing(weights, photo):
+    """The pixel limit is no cost limit on a CPU: the estimate from the measured speed decides."""
+    with running_server(settings_for(weights, request_timeout_s=0.001)) as base, httpx.Client(base_url=base) as c:
+        big = np.tile(photo, (4, 6, 1))  # 360x420: 151,200 pixels, well inside the 400,000-pixel limit
+        response = post(c, "/downscale", png_bytes(big), {"scale": 2, "mode": "plain"})
+        assert response.status_code == 413, response.text
+        body = response.json()
+        assert body["code"] == "too_much_work"
+        assert re.fullmatch(
+            r"a 420x360 image needs about \d+ s of model time on this device, over the 0 s deadline; "
+            r"send at most \d+\.\d megapixels",
+            body["message"],
+        ), body["message"]
+        assert metrics.REGISTRY.get_sample_value("rescale_queue_depth") == 0

@@ -52,6 +52,7 @@ async def downscale(
     image = await timings.timed(
         "decode", runtime.in_codec_pool(decode_hr, data, max_pixels=runtime.settings.max_pixels)
     )
+    runtime.cost.check(entry.weights_id, "encode", image.shape[:2], runtime.settings.request_timeout_s)
     inputs, assemble = await runtime.in_codec_pool(plan_downscale, entry.config, image, runtime.tiling)
     outputs = await run_model(runtime, request, "encode", entry.weights_id, inputs, timings)
     body = await timings.timed(

@@ -66,6 +66,7 @@ async def upscale(
     h, w = downscaled.hr_size
     if h * w > runtime.settings.max_pixels:
         raise ImageTooLargeError(f"upscaled size {w}x{h} is over the {runtime.settings.max_pixels:,}-pixel limit")
+    runtime.cost.check(entry.weights_id, "decode", (h, w), runtime.settings.request_timeout_s)
     inputs, assemble = await runtime.in_codec_pool(plan_upscale, entry.config, downscaled, runtime.tiling)
     outputs = await run_model(runtime, request, "decode", entry.weights_id, inputs, timings)
     body = await timings.timed("encode", runtime.in_codec_pool(lambda: encode_png(assemble(outputs))))
