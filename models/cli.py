@@ -101,6 +101,7 @@ def _eval(args: argparse.Namespace) -> int:
         formats=args.formats,
         damaged=args.damaged,
         lossy=args.lossy,
+        lossy_variants=args.lossy_variants,
         reusable=evaluate.load_reusable(args.reuse),
         # rows are saved as each model finishes: rerun with --reuse <out>/results.json to resume
         on_rows=lambda done: evaluate.write_tables(done, names, Path(args.out)),
@@ -264,8 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=rate_distortion.parse_codec,
         default=[],
         metavar="FORMAT:QUALITY",
-        help="real-codec rows, e.g. jpeg:90 webp:75: every RGB-LR model, the bicubic thumbnail and the original "
-        "saved in each (default: none)",
+        help="real-codec rows, e.g. jpeg:90 webp:75: the --lossy-variants models, the bicubic thumbnail and the "
+        "original saved in each (default: none)",
+    )
+    p.add_argument(
+        "--lossy-variants",
+        nargs="+",
+        choices=[v for v in VARIANTS if not v.endswith("-a")],
+        default=["irn"],
+        help="variants that get the --lossy rows (default: irn, which includes the compression-aware models)",
     )
     p.add_argument("--manifest", action="store_true", help="record the shipped models' figures in the manifest")
     p.add_argument("--figure", action="store_true", help="also write a Fig.-2-style crop comparison")

@@ -142,3 +142,35 @@ def test_cli_refuses_a_format_that_contradicts_the_extension(folders, photo, tmp
         f"rescale downscale: --format webp contradicts the extension of {out} (jpeg); change one of them"
     )
     assert not out.exists()
+
+
+# -- rate against distortion through real codecs ---------------------------------------------------
+
+
+def test_eval_measures_every_method_through_real_codecs(folders, photo, tmp_path):
+    import json
+
+    from models.evaluation.rate_distortion import bicubic_lossy_round_trip, lossy_copy
+
+    data = tmp_path / "set"
+    data.mkdir()
+    Image.fromarray(photo[:88, :68]).save(data / "a.png")
+    out = tmp_path / "eval"
+    weights = ["--no-shipped", "--weights", str(folders["irn"]), str(folders["irn-jpeg"]), str(folders["irn-a"])]
+    argv = ["eval", "--data", str(data), "--scales", "2", "--lossy", "jpeg:90", "webp:75", "--out", str(out)]
+    assert main([*argv, *weights, "--report", str(tmp_path / "results.md")]) == 0
+    rows = {r["method"]: r["sets"]["set"] for r in json.loads((out / "results.json").read_text())}
+    for family in ("Bicubic", "Original", "IRN", "IRN-JPEG"):
+        for codec in ("jpeg q90", "webp q75"):
+            assert rows[f"{family} ({codec})"]["bytes_per_px"] > 0
+    assert not any(name.startswith("IRN-A (") for name in rows)  # -A needs PNG
+    hr = photo[:88, :68]
+    out_jpeg, size = bicubic_lossy_round_trip(hr, 2, "jpeg", 90)
+    assert rows["Bicubic (jpeg q90)"]["bytes_per_px"] == size / hr.shape[0] / hr.shape[1]
+    assert rows["Original (webp q75)"]["bytes_per_px"] == lossy_copy(hr, "webp", 75)[1] / hr.size * 3
+    assert set(rows["IRN-JPEG (jpeg q90)"]["per_image"]) == {"a"}
+    report = (tmp_path / "results.md").read_text()
+    table = report.split("## Through real codecs: rate against distortion")[1]
+    assert "| x2 | jpeg q90 | " in table and "| x2 | webp q75 | " in table
+    assert "![rate against distortion](eval/rate_distortion.png)" in table
+    assert (out / "rate_distortion.png").stat().st_size > 1000

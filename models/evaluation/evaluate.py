@@ -140,14 +140,19 @@ def round_trip_file(
 
 
 def methods_for(
-    entry: Entry, formats: list[str], damaged: bool, lossy: list[tuple[str, int]] | None = None
+    entry: Entry,
+    formats: list[str],
+    damaged: bool,
+    lossy: list[tuple[str, int]] | None = None,
+    lossy_variants: list[str] | None = None,
 ) -> list[Method]:
-    """Lossy-format rows (`formats` at q95 for -M; each of `lossy` for every RGB LR: -A needs PNG)."""
+    """Lossy-format rows: `formats` at q95 for -M, and each of `lossy` for the `lossy_variants` (default irn:
+    the lossless-trained plain model and the compression-aware ones; -A needs PNG)."""
     out = []
     for fmt in formats:
         if fmt == "png" or entry.config.metadata:
             out.append(Method(entry, format=fmt))
-    if not entry.config.alpha:
+    if entry.config.variant in (lossy_variants or ["irn"]):
         out += [Method(entry, format=f, quality=q) for f, q in lossy or [] if Method(entry, f, q) not in out]
     if damaged and entry.config.metadata:
         out.append(Method(entry, damage="strip-metadata"))
@@ -188,6 +193,7 @@ def evaluate(
     formats: list[str] | None = None,
     damaged: bool = False,
     lossy: list[tuple[str, int]] | None = None,
+    lossy_variants: list[str] | None = None,
     reusable: Reusable | None = None,
     log=print,
     on_rows=None,
@@ -198,7 +204,11 @@ def evaluate(
         references = [Method(None)] + [Method(None, f, q) for f, q in lossy or []]
         references += [Method(None, f, q, original=True) for f, q in lossy or []]
         groups: list[tuple[Entry | None, list[Method]]] = [(None, references)]
-        groups += [(e, methods_for(e, formats or ["png"], damaged, lossy)) for e in entries if e.config.scale == scale]
+        groups += [
+            (e, methods_for(e, formats or ["png"], damaged, lossy, lossy_variants))
+            for e in entries
+            if e.config.scale == scale
+        ]
         for entry, methods in groups:
             summaries: dict[str, list[dict]] = {}
             for image_set in sets:
