@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SAMPLE ?= ../shared/data/eval/sheep.png
 
-.PHONY: serve demo test retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4 train-dlv-irn-x4 train-irn-x2-long train-irn-a-x2-long train-irn-x4-small train-irn-m-x4-small train-dlv-irn-x4-small train-irn-m-x2-long train-dlv-irn-x2 train-dlv-irn-x2-long train-dlv-irn-m-x4-small train-dlv-irn-a-x2 train-dlv-irn-a-x4 train-irn-a-x2-small train-irn-a-x4-small train-irn-a-x2-small-long train-irn-a-x4-small-long
+.PHONY: serve demo test retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4 train-dlv-irn-x4 train-irn-x2-long train-irn-a-x2-long train-irn-x4-small train-irn-m-x4-small train-dlv-irn-x4-small train-irn-m-x2-long train-dlv-irn-x2 train-dlv-irn-x2-long train-dlv-irn-m-x4-small train-dlv-irn-a-x2 train-dlv-irn-a-x4 train-irn-a-x2-small train-irn-a-x4-small train-irn-a-x2-small-long train-irn-a-x4-small-long train-irn-jpeg-x2-plain train-irn-jpeg-x4-plain train-irn-jpeg-x2 train-irn-jpeg-x4
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -80,6 +80,17 @@ train-irn-a-x2-small-long: train-irn-a-x2-small
 
 train-irn-a-x4-small-long: train-irn-a-x4-small
 	$(TRAIN) --config models/configs/irn-a-x4-small-long.toml
+
+# Compression-aware models: the shipped IRN fine-tuned through a real-valued, differentiable JPEG until it
+# levelled off (-plain, the ablation without restorer), then with an LR restorer (shipped as irn-jpeg-x*)
+train-irn-jpeg-x2-plain train-irn-jpeg-x4-plain: train-%: $(STAMP)
+	$(TRAIN) --config models/configs/$*.toml
+
+train-irn-jpeg-x2: train-irn-jpeg-x2-plain
+	$(TRAIN) --config models/configs/irn-jpeg-x2.toml
+
+train-irn-jpeg-x4: train-irn-jpeg-x4-plain
+	$(TRAIN) --config models/configs/irn-jpeg-x4.toml
 
 SHIPPED_RUNS = irn-x2-long irn-a-x2-small-long irn-m-x2-long irn-x4-small irn-a-x4-small-long irn-m-x4-small dlv-irn-x4-small dlv-irn-m-x4-small
 retrain: $(addprefix train-,$(SHIPPED_RUNS))

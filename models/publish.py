@@ -63,7 +63,8 @@ def publish(run: str | Path, *, name: str | None = None, dest: Path = SHIPPED) -
     run = Path(run)
     model = load_model(run)
     training = json.loads((run / CONFIG_FILE).read_text()).get("training", {})
-    name = name or f"{model.config.variant}-x{model.config.scale}"
+    lossy = "-jpeg" if "lossy_codec" in training else ""  # compression-aware: beside the lossless model
+    name = name or f"{model.config.variant}{lossy}-x{model.config.scale}"
     stages = earlier_stages(training)
     folder = dest / name
     save_model(model, folder, dtype=torch.float16, extra={"training": training})
