@@ -31,9 +31,12 @@ FILE_ERROR_STATUS = {
 
 
 class ServiceError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None, field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+        self.field = field
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None, **extra) -> JSONResponse:
@@ -43,7 +46,8 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(_: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        extra = {"field": exc.field} if exc.field else {}
+        return error_response(exc.status, exc.code, exc.message, exc.headers, **extra)
 
     @app.exception_handler(FileFormatError)
     async def _file(_: Request, exc: FileFormatError) -> JSONResponse:

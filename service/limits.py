@@ -4,12 +4,12 @@ Pure ASGI rather than BaseHTTPMiddleware, so handlers still see client disconnec
 """
 
 import asyncio
-import json
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
+from service.errors import error_response
 
 
 class BodyTooLargeError(Exception):
@@ -23,18 +23,9 @@ class BodySizeLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {"code": "upload_too_large", "message": f"the upload is over the {self.max_bytes:,}-byte limit"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"the upload is over the {self.max_bytes:,}-byte limit"
+        await error_response(413, "upload_too_large", message)(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,7 +33,7 @@ class BodySizeLimit:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(scope, receive, send)
             return
         received = 0
         started = False
@@ -66,7 +57,7 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLargeError:
             if not started:
-                await self._reject(send)
+                await self._reject(scope, receive, send)
 
 
 class UploadTimeoutError(Exception):
@@ -111,25 +102,9 @@ class UploadTimeout:
             await self.app(scope, timed_receive, tracking_send)
         except UploadTimeoutError:
             if not started:
-                body = json.dumps(
-                    {
-                        "code": "upload_timeout",
-                        "message": f"the upload did not arrive within {self.timeout_s:g} s; send it faster or "
-                        "in one piece",
-                    }
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 408,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                message = f"the upload did not arrive within {self.timeout_s:g} s; send it faster or in one piece"
+                response = error_response(408, "upload_timeout", message, {"connection": "close"})
+                await response(scope, receive, send)
 
 
 class RequestMetrics:

@@ -3,10 +3,11 @@
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit, RequestMetrics, UploadTimeout
+from service.query import reject_unknown_query
 from service.routers import downscale, health, models, upscale
 from service.routers import metrics as metrics_router
 from service.runtime import Runtime
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Downscale images with invertible networks; upscale them back almost losslessly.",
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
     )
     install_error_handlers(app)
     for router in (downscale.router, upscale.router, health.router, models.router, metrics_router.router):

@@ -12,6 +12,7 @@ import numpy as np
 from fastapi import Request
 from PIL import Image, ImageOps
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.files.containers import decoder_errors, open_image, sniff
 from service.errors import ServiceError
@@ -24,7 +25,12 @@ async def read_upload(request: Request) -> bytes:
     """The image bytes: multipart field `image`, or the raw body with an image Content-Type."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=4)
+        try:
+            form = await request.form(max_files=1, max_fields=4)
+        except StarletteHTTPException as exc:  # Starlette's multipart limits and parse errors
+            raise ServiceError(
+                400, "bad_multipart", f"{exc.detail.rstrip('.')}: send one file field named '{FIELD}'"
+            ) from exc
         upload = form.get(FIELD)
         if not isinstance(upload, UploadFile):
             raise ServiceError(422, "missing_image", f"multipart body needs a file field named '{FIELD}'")
@@ -68,7 +74,11 @@ def decode_hr(data: bytes, *, max_pixels: int) -> np.ndarray:
         return np.ascontiguousarray(_to_rgb(ImageOps.exif_transpose(image)))
 
 
-def encode_png(image: np.ndarray) -> bytes:
+def encode_image(image: np.ndarray, fmt: str = "png", quality: int = 90) -> bytes:
+    """The upscaled image: PNG (lossless, zlib level 3), or JPEG/WebP at `quality` (a tenth of the bytes)."""
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", compress_level=3)
+    if fmt == "png":
+        Image.fromarray(image).save(buffer, format="PNG", compress_level=3)
+    else:
+        Image.fromarray(image).save(buffer, format=fmt.upper(), quality=quality)
     return buffer.getvalue()

@@ -299,7 +299,7 @@ def test_a_client_that_trickles_its_upload_is_cut(weights, photo):
                     break
             waited = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408 "), answer
-    assert b'"code": "upload_timeout"' in answer and b"connection: close" in answer.lower()
+    assert b'"code":"upload_timeout"' in answer and b"connection: close" in answer.lower()
     assert waited < 3
 
 

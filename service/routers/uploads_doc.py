@@ -22,8 +22,10 @@ ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schem
 ERROR_RESPONSES = {
     status: {"description": text, **ERROR}
     for status, text in {
-        400: "corrupt, truncated or empty image",
-        413: "upload or pixel count over the limit",
+        400: "corrupt, truncated or empty image, or a malformed multipart body",
+        401: "API key missing or not valid (when keys are configured)",
+        408: "the upload did not arrive in time",
+        413: "upload, pixel count or model time over the limit",
         415: "not PNG, JPEG or WebP",
         422: "bad parameter or unusable file",
         503: "queue full or shutting down (Retry-After)",

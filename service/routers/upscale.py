@@ -7,10 +7,10 @@ from models.files.containers import peek_header_text
 from models.files.errors import ImageTooLargeError, NotRescaledError
 from models.pipeline import plan_upscale
 from service.inference import Timings, finish, refuse_when_busy, run_model
-from service.routers.downscale import Mode, ModelName, Scale
+from service.routers.downscale import Format, Mode, ModelName, Scale
 from service.routers.uploads_doc import ERROR_RESPONSES, IMAGE_BODY
 from service.runtime import RuntimeDep
-from service.uploads import encode_png, read_upload
+from service.uploads import encode_image, read_upload
 
 router = APIRouter(tags=["rescale"])
 
@@ -24,7 +24,7 @@ NO_HEADER = (
     "/upscale",
     summary="Upscale a file made by /downscale back to its original size",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, **ERROR_RESPONSES},
+    responses={200: {"content": {t: {} for t in files.MEDIA_TYPES.values()}}, **ERROR_RESPONSES},
     openapi_extra=IMAGE_BODY,
 )
 async def upscale(
@@ -40,6 +40,8 @@ async def upscale(
     scale: Annotated[Scale, Query(description="with best_effort: the factor")] = Scale.x4,
     mode: Annotated[Mode, Query(description="with best_effort: which model's LR this is")] = Mode.plain,
     model: Annotated[ModelName | None, Query(description="with best_effort: irn or dlv-irn")] = None,
+    format: Annotated[Format, Query(description="the upscaled image: png (lossless), jpeg or webp")] = Format.png,
+    quality: Annotated[int, Query(ge=1, le=100, description="jpeg/webp quality")] = 90,
 ) -> Response:
     refuse_when_busy(runtime)
     timings = Timings()
@@ -69,8 +71,10 @@ async def upscale(
     runtime.cost.check(entry.weights_id, "decode", (h, w), runtime.settings.request_timeout_s)
     inputs, assemble = await runtime.in_codec_pool(plan_upscale, entry.config, downscaled, runtime.tiling)
     outputs = await run_model(runtime, request, "decode", entry.weights_id, inputs, timings)
-    body = await timings.timed("encode", runtime.in_codec_pool(lambda: encode_png(assemble(outputs))))
+    body = await timings.timed(
+        "encode", runtime.in_codec_pool(lambda: encode_image(assemble(outputs), format.value, quality))
+    )
     headers = finish("upscale", entry, (h, w), timings)
     if decoded.degraded:
         headers["X-Rescale-Degraded"] = ",".join(decoded.degraded)
-    return Response(body, media_type="image/png", headers=headers)
+    return Response(body, media_type=files.MEDIA_TYPES[format.value], headers=headers)

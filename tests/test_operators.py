@@ -1,0 +1,64 @@
+"""What an operator and a CDN in front of the service expect, over real HTTP against uvicorn on loopback."""
+
+import io
+
+import pytest
+from PIL import Image
+
+from tests.service_helpers import png_bytes
+
+
+def post(client, path, data, **params):
+    return client.post(path, content=data, params=params, headers={"content-type": "image/png"})
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "message"),
+    [
+        ("/downscale", {"sacle": "2"}, "unknown query parameter 'sacle'; this endpoint takes: format, mode, model, "),
+        ("/upscale", {"best_effrot": "true", "x": "1"}, "unknown query parameters 'best_effrot', 'x'; this endpoint"),
+    ],
+)
+def test_unknown_query_parameters_are_named(client, photo, path, params, message):
+    response = post(client, path, png_bytes(photo), **params)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "invalid_parameter" and body["message"].startswith(message)
+    assert body["field"] == sorted(params)[0]
+
+
+def test_two_uploaded_files_get_the_common_error_shape(client, photo):
+    data = png_bytes(photo)
+    response = client.post("/downscale", files=[("image", ("a.png", data, "image/png")), ("x", ("b.png", data))])
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "bad_multipart",
+        "message": "Too many files. Maximum number of files is 1: send one file field named 'image'",
+    }
+
+
+def test_the_413_for_a_large_upload_is_written_like_every_other_error(client):
+    response = client.post("/downscale", content=b"\0" * 3_100_000, headers={"content-type": "image/png"})
+    assert response.status_code == 413
+    assert response.content == b'{"code":"upload_too_large","message":"the upload is over the 3,000,000-byte limit"}'
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_head_works_on_the_probes(client, path):
+    response = client.head(path)
+    assert response.status_code == 200 and response.content == b""
+
+
+def test_readyz_documents_its_503(client):
+    responses = client.get("/openapi.json").json()["paths"]["/readyz"]["get"]["responses"]
+    assert "503" in responses and "not ready" in responses["503"]["description"]
+
+
+@pytest.mark.parametrize(("fmt", "media"), [("png", "image/png"), ("jpeg", "image/jpeg"), ("webp", "image/webp")])
+def test_upscale_answers_in_the_format_asked(client, photo, fmt, media):
+    small = post(client, "/downscale", png_bytes(photo), scale=2, mode="alpha").content
+    response = post(client, "/upscale", small, format=fmt, quality=80)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == media
+    with Image.open(io.BytesIO(response.content)) as image:
+        assert image.format == fmt.upper() and image.size == (70, 90)
