@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# loopback unless HOST is given (HOST=0.0.0.0 make serve); the containers listen on 0.0.0.0
+HOST ?= 127.0.0.1
 serve: $(STAMP)
-	$(VENV)/bin/rescale serve
+	$(VENV)/bin/rescale serve --host $(HOST)
 
 demo: $(STAMP)
 	$(VENV)/bin/rescale demo $(SAMPLE) --scale 2 --variant irn-a

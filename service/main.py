@@ -4,7 +4,9 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from service.auth import require_api_key
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit, RequestMetrics, UploadTimeout
 from service.query import reject_unknown_query
@@ -13,6 +15,15 @@ from service.routers import metrics as metrics_router
 from service.runtime import Runtime
 from service.settings import Settings
 
+EXPOSED_HEADERS = [
+    "X-Rescale-Variant",
+    "X-Rescale-Scale",
+    "X-Rescale-Original-Size",
+    "X-Rescale-Weights-Id",
+    "X-Rescale-Degraded",
+    "Server-Timing",
+    "Retry-After",
+]
 ENDPOINTS = {"/downscale", "/upscale", "/healthz", "/readyz", "/metrics", "/v1/models"}
 
 
@@ -33,11 +44,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(reject_unknown_query)],
     )
     install_error_handlers(app)
-    for router in (downscale.router, upscale.router, health.router, models.router, metrics_router.router):
+    protected = [Depends(require_api_key)]
+    for router in (downscale.router, upscale.router, models.router):
+        app.include_router(router, dependencies=protected)
+    for router in (health.router, metrics_router.router):  # probes and scrapers need no key
         app.include_router(router)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(UploadTimeout, timeout_s=settings.upload_timeout_s)
+    if settings.cors_origins:  # preflights are answered here, before keys and limits
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "If-None-Match", "X-Request-ID"],
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
     app.add_middleware(RequestMetrics, endpoints=ENDPOINTS)  # outermost: counts the 413s too
     _document_errors(app)
     logging.basicConfig(level=settings.log_level.upper())

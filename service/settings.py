@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.pipeline import DEFAULT_OVERLAP_LR, DEFAULT_TILE_LR
@@ -15,6 +15,10 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=1, le=65535)
     log_level: str = "info"
+
+    # exposure: API keys (JSON list; empty = open) and the browser origins allowed by CORS (JSON list)
+    api_keys: list[SecretStr] = Field(default_factory=list, description="401 without one of these keys")
+    cors_origins: list[str] = Field(default_factory=list, description='e.g. ["https://app.example"] or ["*"]')
 
     # models
     weights_dirs: list[Path] = Field(default_factory=list, description="model folders besides the shipped ones")

@@ -62,3 +62,70 @@ def test_upscale_answers_in_the_format_asked(client, photo, fmt, media):
     assert response.headers["content-type"] == media
     with Image.open(io.BytesIO(response.content)) as image:
         assert image.format == fmt.upper() and image.size == (70, 90)
+
+
+# -- exposure: API keys and CORS --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guarded(weights):
+    import httpx
+
+    from tests.service_helpers import running_server, settings_for
+
+    settings = settings_for(weights, api_keys=["key-one", "key-two"], cors_origins=["https://app.example"])
+    with running_server(settings) as base, httpx.Client(base_url=base, timeout=60) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"X-API-Key": "nope"}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic key-one"}]
+)
+def test_without_a_valid_key_the_api_answers_401(guarded, photo, headers):
+    for method, path in (("POST", "/downscale"), ("POST", "/upscale"), ("GET", "/v1/models")):
+        response = guarded.request(
+            method, path, content=png_bytes(photo), headers={"content-type": "image/png", **headers}
+        )
+        assert response.status_code == 401, (path, response.text)
+        assert response.json() == {
+            "code": "unauthorized",
+            "message": "missing or unknown API key: send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+        }
+        assert response.headers["www-authenticate"] == 'Bearer realm="rescale"'
+
+
+@pytest.mark.parametrize("headers", [{"X-API-Key": "key-two"}, {"Authorization": "Bearer key-one"}])
+def test_a_valid_key_in_either_header_is_accepted(guarded, photo, headers):
+    response = guarded.post(
+        "/downscale", params={"scale": 2}, content=png_bytes(photo), headers={"content-type": "image/png", **headers}
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_probes_and_metrics_need_no_key(guarded, path):
+    assert guarded.get(path).status_code == 200
+
+
+def test_cors_preflight_is_answered_for_allowed_origins_only(guarded):
+    asked = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-api-key,content-type"}
+    ok = guarded.options("/downscale", headers={"Origin": "https://app.example", **asked})
+    assert ok.status_code == 200
+    assert ok.headers["access-control-allow-origin"] == "https://app.example"
+    assert "POST" in ok.headers["access-control-allow-methods"]
+    other = guarded.options("/downscale", headers={"Origin": "https://evil.example", **asked})
+    assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+    simple = guarded.get("/healthz", headers={"Origin": "https://app.example"})
+    assert simple.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_make_serve_listens_on_loopback_unless_a_host_is_given():
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    def dry_run(*args: str) -> str:
+        return subprocess.run(["make", "-n", "serve", *args], cwd=ROOT, capture_output=True, text=True).stdout
+
+    assert "rescale serve --host 127.0.0.1" in dry_run()
+    assert "rescale serve --host 0.0.0.0" in dry_run("HOST=0.0.0.0")
