@@ -23,6 +23,7 @@ EXPOSED_HEADERS = [
     "X-Rescale-Degraded",
     "Server-Timing",
     "Retry-After",
+    "ETag",
 ]
 ENDPOINTS = {"/downscale", "/upscale", "/healthz", "/readyz", "/metrics", "/v1/models"}
 

@@ -46,5 +46,8 @@ class Settings(BaseSettings):
     tile_lr: int = Field(DEFAULT_TILE_LR, ge=16)
     tile_overlap_lr: int = Field(DEFAULT_OVERLAP_LR, ge=0)
 
+    # outputs are deterministic for the same bytes, parameters and weights: strong ETags, 304 on If-None-Match
+    cache_control: str = Field("public, max-age=31536000, immutable", description="Cache-Control of results")
+
     # PNG/JPEG/WebP work runs on this many threads, off the event loop and off the model workers
     codec_threads: int = Field(2, ge=1)

@@ -129,3 +129,30 @@ def test_make_serve_listens_on_loopback_unless_a_host_is_given():
 
     assert "rescale serve --host 127.0.0.1" in dry_run()
     assert "rescale serve --host 0.0.0.0" in dry_run("HOST=0.0.0.0")
+
+
+# -- caching -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/downscale", "/upscale"])
+def test_outputs_carry_a_strong_etag_and_304_when_the_client_has_them(client, photo, path):
+    from service import metrics
+
+    body = png_bytes(photo)
+    if path == "/upscale":
+        body = post(client, "/downscale", body, scale=2, mode="alpha").content
+    params = {"scale": 2, "mode": "alpha"} if path == "/downscale" else {}
+    first, second = post(client, path, body, **params), post(client, path, body, **params)
+    assert first.status_code == second.status_code == 200
+    assert first.content == second.content  # deterministic: same bytes, parameters and weights
+    etag = first.headers["etag"]
+    assert etag == second.headers["etag"] and etag.startswith('"') and not etag.startswith('W/')
+    assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
+    images = metrics.REGISTRY.get_sample_value("rescale_images_total", {"endpoint": path.strip("/")})
+    cached = client.post(
+        path, content=body, params=params, headers={"content-type": "image/png", "if-none-match": f'"x", {etag}'}
+    )
+    assert cached.status_code == 304 and cached.content == b"" and cached.headers["etag"] == etag
+    assert metrics.REGISTRY.get_sample_value("rescale_images_total", {"endpoint": path.strip("/")}) == images
+    other = post(client, path, body, **(params | {"mode": "plain"} if params else {"format": "webp"}))
+    assert other.status_code == 200 and other.headers["etag"] != etag

@@ -5,6 +5,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from models import files
 from models.pipeline import plan_downscale
+from service.caching import cache_headers, etag_for, not_modified
 from service.catalogue import MODELS
 from service.errors import ServiceError
 from service.inference import Timings, finish, refuse_when_busy, run_model
@@ -49,6 +50,10 @@ async def downscale(
         model=model.value if model else None, mode=mode.value, scale=int(scale), format=format.value
     )
     data = await timings.timed("read", read_upload(request))
+    cache_control = runtime.settings.cache_control
+    etag = etag_for("downscale", data, entry.weights_id, scale=int(scale), mode=mode, format=format, quality=quality)
+    if (cached := not_modified(request, etag, cache_control)) is not None:
+        return cached
     image = await timings.timed(
         "decode", runtime.in_codec_pool(decode_hr, data, max_pixels=runtime.settings.max_pixels)
     )
@@ -71,5 +76,5 @@ async def downscale(
     return Response(
         body,
         media_type=files.MEDIA_TYPES[format.value],
-        headers=finish("downscale", entry, image.shape[:2], timings),
+        headers=finish("downscale", entry, image.shape[:2], timings) | cache_headers(etag, cache_control),
     )

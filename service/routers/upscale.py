@@ -6,6 +6,7 @@ from models import files
 from models.files.containers import peek_header_text
 from models.files.errors import ImageTooLargeError, NotRescaledError
 from models.pipeline import plan_upscale
+from service.caching import cache_headers, etag_for, not_modified
 from service.inference import Timings, finish, refuse_when_busy, run_model
 from service.routers.downscale import Format, Mode, ModelName, Scale
 from service.routers.uploads_doc import ERROR_RESPONSES, IMAGE_BODY
@@ -64,6 +65,13 @@ async def upscale(
             decoded = decoded.with_neutral_alpha()
     else:
         raise NotRescaledError(NO_HEADER)
+    cache_control = runtime.settings.cache_control
+    described = {"format": format, "quality": quality, "best_effort": best_effort}
+    if decoded.header is None:  # then the caller's scale and mode chose the model
+        described |= {"scale": int(scale), "mode": mode}
+    etag = etag_for("upscale", data, entry.weights_id, **described)
+    if (cached := not_modified(request, etag, cache_control)) is not None:
+        return cached
     downscaled = decoded.downscaled(entry.config.scale)
     h, w = downscaled.hr_size
     if h * w > runtime.settings.max_pixels:
@@ -74,7 +82,7 @@ async def upscale(
     body = await timings.timed(
         "encode", runtime.in_codec_pool(lambda: encode_image(assemble(outputs), format.value, quality))
     )
-    headers = finish("upscale", entry, (h, w), timings)
+    headers = finish("upscale", entry, (h, w), timings) | cache_headers(etag, cache_control)
     if decoded.degraded:
         headers["X-Rescale-Degraded"] = ",".join(decoded.degraded)
     return Response(body, media_type=files.MEDIA_TYPES[format.value], headers=headers)
