@@ -1,14 +1,17 @@
 """The FastAPI app: `uvicorn service.main:app` or `rescale serve`."""
 
 import logging
+import logging.config
 from contextlib import asynccontextmanager
 
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service.auth import require_api_key
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit, RequestMetrics, UploadTimeout
+from service.logs import REQUEST_ID_HEADER, log_config, valid_request_id
 from service.query import reject_unknown_query
 from service.routers import downscale, health, models, upscale
 from service.routers import metrics as metrics_router
@@ -24,6 +27,7 @@ EXPOSED_HEADERS = [
     "Server-Timing",
     "Retry-After",
     "ETag",
+    REQUEST_ID_HEADER,
 ]
 ENDPOINTS = {"/downscale", "/upscale", "/healthz", "/readyz", "/metrics", "/v1/models"}
 
@@ -62,9 +66,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=EXPOSED_HEADERS,
             max_age=600,
         )
-    app.add_middleware(RequestMetrics, endpoints=ENDPOINTS)  # outermost: counts the 413s too
+    app.add_middleware(RequestMetrics, endpoints=ENDPOINTS)  # counts the 413s too
     _document_errors(app)
-    logging.basicConfig(level=settings.log_level.upper())
+    # outermost: every answer, the middleware's own 408/413 included, carries the request id
+    app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=valid_request_id)
+    logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
     return app
 
 

@@ -10,6 +10,7 @@ those answers to go out; the workers are then stopped without a second wait.
 import uvicorn
 from fastapi import FastAPI
 
+from service.logs import log_config
 from service.main import create_app
 from service.settings import Settings
 
@@ -35,6 +36,7 @@ def server(settings: Settings, *, host: str | None = None, port: int | None = No
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level, settings.log_format),
         timeout_graceful_shutdown=int(settings.drain_timeout_s) + ANSWER_MARGIN_S,
     )
     return DrainingServer(config, app)

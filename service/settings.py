@@ -15,6 +15,7 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=1, le=65535)
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line")
 
     # exposure: API keys (JSON list; empty = open) and the browser origins allowed by CORS (JSON list)
     api_keys: list[SecretStr] = Field(default_factory=list, description="401 without one of these keys")

@@ -146,7 +146,7 @@ def test_outputs_carry_a_strong_etag_and_304_when_the_client_has_them(client, ph
     assert first.status_code == second.status_code == 200
     assert first.content == second.content  # deterministic: same bytes, parameters and weights
     etag = first.headers["etag"]
-    assert etag == second.headers["etag"] and etag.startswith('"') and not etag.startswith('W/')
+    assert etag == second.headers["etag"] and etag.startswith('"') and not etag.startswith("W/")
     assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
     images = metrics.REGISTRY.get_sample_value("rescale_images_total", {"endpoint": path.strip("/")})
     cached = client.post(
