@@ -12,6 +12,7 @@ from models.bicubic import bicubic_round_trip, modcrop
 from models.devices import pick_device
 from models.evaluation import evaluate, rate_distortion, report
 from models.files.errors import NotRescaledError
+from models.files.photos import decode_hr
 from models.images import load_rgb
 from models.metrics import psnr_y, ssim_y
 from models.pipeline import DEFAULT_OVERLAP_LR, DEFAULT_TILE_LR, Tiling, downscale_image, upscale_image
@@ -48,7 +49,7 @@ def _downscale(args: argparse.Namespace) -> int:
     variant = args.variant or ("irn-a" if fmt == "png" else "irn")
     entry = registry.find_for_file(variant, args.scale, fmt)
     model = registry.model(entry.weights_id, device)
-    image = load_rgb(args.input)
+    image = decode_hr(Path(args.input).read_bytes(), max_pixels=files.DEFAULT_MAX_PIXELS)  # as the service does
     data = files.encode(
         downscale_image(model, image, Tiling(args.tile, args.overlap)),
         variant=entry.config.variant,
@@ -196,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("downscale", help="HR image -> downscaled file that says what made it")
-    p.add_argument("input")
-    p.add_argument("output")
+    p.add_argument("input", help="the photo: PNG, JPEG or WebP")
+    p.add_argument("output", help="the downscaled file; its extension (.png, .jpg, .webp) picks the format")
     p.add_argument("--scale", type=int, choices=(2, 4), default=4)
     p.add_argument(
         "--variant",
@@ -217,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_downscale)
 
     p = sub.add_parser("upscale", help="downscaled file -> HR PNG at the original size")
-    p.add_argument("input")
-    p.add_argument("output")
+    p.add_argument("input", help="a file made by rescale downscale or /downscale (or, with --best-effort, any LR)")
+    p.add_argument("output", help="the upscaled image (PNG, or JPEG/WebP by its extension)")
     p.add_argument(
         "--best-effort",
         action="store_true",
@@ -232,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_upscale)
 
     p = sub.add_parser("demo", help="round trip one photo through a file; PSNR against bicubic")
-    p.add_argument("image")
+    p.add_argument("image", help="the photo to round-trip")
     p.add_argument("--scale", type=int, choices=(2, 4), default=2)
     p.add_argument("--variant", choices=VARIANTS, default="irn-a")
     p.add_argument("--out", default=None, help="folder for upscaled.png and bicubic.png")
@@ -245,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_publish)
 
     p = sub.add_parser("serve", help="run the REST service (settings from RESCALE_* variables)")
-    p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--host", default=None, help="listen address; default RESCALE_HOST (0.0.0.0)")
+    p.add_argument("--port", type=int, default=None, help="default RESCALE_PORT (8000)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("eval", help="PSNR/SSIM table (paper's Table 3) through the saved files")
@@ -291,11 +292,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's help ends with its default, in every subcommand (train's already say theirs)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                show_defaults(sub)
+        elif action.option_strings and action.default is not argparse.SUPPRESS and action.dest != "help":
+            text = action.help or ""
+            if action.required:
+                action.help = f"{text} (required)".strip()
+            elif "default" not in text:
+                action.help = f"{text} (default: %(default)s)".strip()
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    show_defaults(parser)
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, UnknownWeightsError) as exc:
+    except (ValueError, OSError, UnknownWeightsError) as exc:  # bad input or files: one line, exit code 2
         print(f"rescale {args.command}: {exc}", file=sys.stderr)
         return 2
 

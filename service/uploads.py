@@ -1,20 +1,14 @@
-"""Reading uploads: size limits, format sniffing, pixel limits before decoding, mode conversion.
-
-Input conversions (documented in the README): EXIF orientation is applied; grayscale,
-palette, CMYK and 1-bit images become RGB; 16-bit images are reduced to 8 bits; an
-input alpha channel is ignored (the RGB is downscaled); animated images use their
-first frame.
-"""
+"""Reading uploads (multipart or raw body) and encoding the upscaled image; decoding an uploaded photo is
+models/files/photos.py, shared with the CLI."""
 
 import io
 
 import numpy as np
 from fastapi import Request
-from PIL import Image, ImageOps
+from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.files.containers import decoder_errors, open_image, sniff
 from service.errors import ServiceError
 
 FIELD = "image"
@@ -49,29 +43,6 @@ async def read_upload(request: Request) -> bytes:
     if not data:
         raise ServiceError(400, "empty_image", "the image is empty")
     return data
-
-
-def _to_rgb(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        wide = np.array(image, dtype=np.uint32)
-        gray = (wide >> 8).astype(np.uint8) if wide.max() > 255 else wide.astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2)
-    if image.mode == "RGB":
-        return np.array(image)
-    if image.mode in ("P", "PA") or (image.mode == "L" and "transparency" in image.info):
-        image = image.convert("RGBA")
-    return np.array(image.convert("RGB"))
-
-
-def decode_hr(data: bytes, *, max_pixels: int) -> np.ndarray:
-    """An uploaded photo as (H, W, 3) uint8; the pixel count is checked before decoding."""
-    fmt = sniff(data)
-    with decoder_errors(fmt):
-        _, image = open_image(data, max_pixels=max_pixels)
-        if getattr(image, "n_frames", 1) > 1:
-            image.seek(0)  # animated: the first frame
-        image.load()
-        return np.ascontiguousarray(_to_rgb(ImageOps.exif_transpose(image)))
 
 
 def encode_image(image: np.ndarray, fmt: str = "png", quality: int = 90) -> bytes:

@@ -1,6 +1,7 @@
 """What an operator and a CDN in front of the service expect, over real HTTP against uvicorn on loopback."""
 
 import io
+import re
 
 import pytest
 from PIL import Image
@@ -156,3 +157,56 @@ def test_outputs_carry_a_strong_etag_and_304_when_the_client_has_them(client, ph
     assert metrics.REGISTRY.get_sample_value("rescale_images_total", {"endpoint": path.strip("/")}) == images
     other = post(client, path, body, **(params | {"mode": "plain"} if params else {"format": "webp"}))
     assert other.status_code == 200 and other.headers["etag"] != etag
+
+
+# -- the CLI behaves like the service ----------------------------------------------------------------
+
+
+def test_cli_refuses_a_file_that_is_not_an_image_in_one_line(tmp_path, capsys, weights):
+    from models.cli import main
+
+    src = tmp_path / "notes.png"
+    src.write_text("not an image")
+    code = main(
+        [
+            "downscale",
+            str(src),
+            str(tmp_path / "out.png"),
+            "--no-shipped",
+            "--weights",
+            str(weights["irn-a-x2"]),
+            "--scale",
+            "2",
+        ]
+    )
+    assert code == 2
+    assert capsys.readouterr().err == "rescale downscale: not a PNG, JPEG or WebP file\n"
+
+
+def test_gif_is_refused_by_the_cli_and_the_service_alike(client, tmp_path, capsys, weights, photo):
+    from models.cli import main
+
+    gif = tmp_path / "a.gif"
+    Image.fromarray(photo).save(gif)
+    argv = ["downscale", str(gif), str(tmp_path / "out.png"), "--no-shipped", "--weights", str(weights["irn-a-x2"])]
+    assert main([*argv, "--scale", "2"]) == 2
+    assert capsys.readouterr().err == "rescale downscale: not a PNG, JPEG or WebP file\n"
+    response = client.post(
+        "/downscale", params={"scale": 2}, content=gif.read_bytes(), headers={"content-type": "image/png"}
+    )
+    assert response.status_code == 415 and response.json()["message"] == "not a PNG, JPEG or WebP file"
+
+
+@pytest.mark.parametrize("command", ["downscale", "upscale", "eval", "demo", "serve", "publish"])
+def test_every_option_shows_its_default_in_help(command, capsys):
+    from models.cli import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out.split("options:", 1)[1]
+    entries = re.split(r"\n  (?=-)", text)[1:]  # one per option: its flags, then its help
+    assert entries
+    for entry in entries:
+        if entry.startswith("-h, --help") or "(required)" in entry:
+            continue
+        assert "default" in " ".join(entry.split()), entry

@@ -4,6 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from models import files
+from models.files.photos import decode_hr
 from models.pipeline import plan_downscale
 from service.caching import cache_headers, etag_for, not_modified
 from service.catalogue import MODELS
@@ -11,7 +12,7 @@ from service.errors import ServiceError
 from service.inference import Timings, finish, refuse_when_busy, run_model
 from service.routers.uploads_doc import ERROR_RESPONSES, IMAGE_BODY
 from service.runtime import RuntimeDep
-from service.uploads import decode_hr, read_upload
+from service.uploads import read_upload
 
 router = APIRouter(tags=["rescale"])
 
