@@ -12,7 +12,7 @@ from models.bicubic import bicubic_round_trip, modcrop
 from models.devices import pick_device
 from models.evaluation import evaluate, rate_distortion, report
 from models.files.errors import NotRescaledError
-from models.files.photos import decode_hr
+from models.files.photos import BACKGROUND_NAME, TRANSPARENCY, decode_photo
 from models.images import load_rgb
 from models.metrics import psnr_y, ssim_y
 from models.pipeline import DEFAULT_OVERLAP_LR, DEFAULT_TILE_LR, Tiling, downscale_image, upscale_image
@@ -49,7 +49,11 @@ def _downscale(args: argparse.Namespace) -> int:
     variant = args.variant or ("irn-a" if fmt == "png" else "irn")
     entry = registry.find_for_file(variant, args.scale, fmt)
     model = registry.model(entry.weights_id, device)
-    image = decode_hr(Path(args.input).read_bytes(), max_pixels=files.DEFAULT_MAX_PIXELS)  # as the service does
+    image, composited = decode_photo(  # as the service reads it
+        Path(args.input).read_bytes(), max_pixels=files.DEFAULT_MAX_PIXELS, transparency=args.transparency
+    )
+    if composited:
+        print(f"{args.input}: transparent pixels composited on {BACKGROUND_NAME}")
     data = files.encode(
         downscale_image(model, image, Tiling(args.tile, args.overlap)),
         variant=entry.config.variant,
@@ -213,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="jpeg/webp: RGB + EXIF (not for -A); default: from the output's extension, else png",
     )
     p.add_argument("--quality", type=int, default=95, help="jpeg/webp quality, 1..100")
+    p.add_argument(
+        "--transparency",
+        choices=TRANSPARENCY,
+        default="composite",
+        help="transparent input: composite on white, or refuse it",
+    )
     _tiling_options(p)
     _model_options(p)
     p.set_defaults(func=_downscale)

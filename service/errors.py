@@ -24,6 +24,7 @@ FILE_ERROR_STATUS = {
     "bad_header": 422,
     "newer_format": 422,
     "weights_mismatch": 422,
+    "transparent_input": 422,
     "bad_latent": 422,
     "checksum_mismatch": 422,
     "metadata_too_large": 422,

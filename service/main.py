@@ -24,6 +24,7 @@ EXPOSED_HEADERS = [
     "X-Rescale-Original-Size",
     "X-Rescale-Weights-Id",
     "X-Rescale-Degraded",
+    "X-Rescale-Input-Alpha",
     "Server-Timing",
     "Retry-After",
     "ETag",

@@ -210,3 +210,40 @@ def test_every_option_shows_its_default_in_help(command, capsys):
         if entry.startswith("-h, --help") or "(required)" in entry:
             continue
         assert "default" in " ".join(entry.split()), entry
+
+
+# -- transparent inputs --------------------------------------------------------------------------------
+
+
+def transparent_png(photo) -> bytes:
+    import numpy as np
+
+    alpha = np.full(photo.shape[:2], 255, np.uint8)
+    alpha[:20, :20] = 0  # a transparent corner
+    return png_bytes(np.dstack([photo, alpha]))
+
+
+def test_transparent_input_is_composited_on_white_and_says_so(client, photo):
+    import numpy as np
+
+    data = transparent_png(photo)
+    response = post(client, "/downscale", data, scale=2, mode="plain")
+    assert response.status_code == 200, response.text
+    assert response.headers["x-rescale-input-alpha"] == "composited-on-white"
+    whited = photo.copy()
+    whited[:20, :20] = 255
+    expected = post(client, "/downscale", png_bytes(whited), scale=2, mode="plain")
+    assert "x-rescale-input-alpha" not in expected.headers
+    got = np.asarray(Image.open(io.BytesIO(response.content)))
+    assert np.array_equal(got, np.asarray(Image.open(io.BytesIO(expected.content))))
+
+
+def test_transparent_input_is_refused_when_asked(client, photo):
+    response = post(client, "/downscale", transparent_png(photo), scale=2, transparency="refuse")
+    assert response.status_code == 422
+    assert response.json() == {
+        "code": "transparent_input",
+        "message": "the image has transparent pixels; send it without alpha, or with transparency=composite to "
+        "have it composited on white",
+    }
+    assert post(client, "/downscale", png_bytes(photo), scale=2, transparency="refuse").status_code == 200

@@ -4,7 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from models import files
-from models.files.photos import decode_hr
+from models.files.photos import BACKGROUND_NAME, TRANSPARENCY, decode_photo
 from models.pipeline import plan_downscale
 from service.caching import cache_headers, etag_for, not_modified
 from service.catalogue import MODELS
@@ -19,6 +19,7 @@ router = APIRouter(tags=["rescale"])
 Scale = IntEnum("Scale", {"x2": 2, "x4": 4})
 Mode = StrEnum("Mode", {m: m for m in ("alpha", "metadata", "plain")})
 Format = StrEnum("Format", {f: f for f in files.FORMATS})
+Transparency = StrEnum("Transparency", {t: t for t in TRANSPARENCY})
 ModelName = StrEnum("ModelName", {m.replace("-", "_"): m for m in MODELS})
 
 
@@ -42,6 +43,12 @@ async def downscale(
     ] = Format.png,
     quality: Annotated[int, Query(ge=1, le=100, description="jpeg/webp quality")] = 95,
     model: Annotated[ModelName | None, Query(description="irn or dlv-irn; default the best shipped")] = None,
+    transparency: Annotated[
+        Transparency,
+        Query(
+            description=f"transparent inputs: composite on {BACKGROUND_NAME} (X-Rescale-Input-Alpha says so), or refuse"
+        ),
+    ] = Transparency.composite,
 ) -> Response:
     if mode == Mode.alpha and format != Format.png:
         raise ServiceError(422, "invalid_parameter", "format: mode=alpha keeps the alpha channel, use format=png")
@@ -52,11 +59,23 @@ async def downscale(
     )
     data = await timings.timed("read", read_upload(request))
     cache_control = runtime.settings.cache_control
-    etag = etag_for("downscale", data, entry.weights_id, scale=int(scale), mode=mode, format=format, quality=quality)
+    etag = etag_for(
+        "downscale",
+        data,
+        entry.weights_id,
+        scale=int(scale),
+        mode=mode,
+        format=format,
+        quality=quality,
+        transparency=transparency,
+    )
     if (cached := not_modified(request, etag, cache_control)) is not None:
         return cached
-    image = await timings.timed(
-        "decode", runtime.in_codec_pool(decode_hr, data, max_pixels=runtime.settings.max_pixels)
+    image, composited = await timings.timed(
+        "decode",
+        runtime.in_codec_pool(
+            decode_photo, data, max_pixels=runtime.settings.max_pixels, transparency=transparency.value
+        ),
     )
     runtime.cost.check(entry.weights_id, "encode", image.shape[:2], runtime.settings.request_timeout_s)
     inputs, assemble = await runtime.in_codec_pool(plan_downscale, entry.config, image, runtime.tiling)
@@ -74,8 +93,7 @@ async def downscale(
             )
         ),
     )
-    return Response(
-        body,
-        media_type=files.MEDIA_TYPES[format.value],
-        headers=finish("downscale", entry, image.shape[:2], timings) | cache_headers(etag, cache_control),
-    )
+    headers = finish("downscale", entry, image.shape[:2], timings) | cache_headers(etag, cache_control)
+    if composited:
+        headers["X-Rescale-Input-Alpha"] = f"composited-on-{BACKGROUND_NAME}"
+    return Response(body, media_type=files.MEDIA_TYPES[format.value], headers=headers)
