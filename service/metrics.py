@@ -43,4 +43,9 @@ IMAGES = Counter("rescale_images_total", "Images processed", ["endpoint"], regis
 MEGAPIXELS = Counter("rescale_megapixels_total", "HR megapixels processed", ["endpoint"], registry=REGISTRY)
 DROPPED = Counter("rescale_dropped_total", "Model inputs dropped before running", ["reason"], registry=REGISTRY)
 REJECTED = Counter("rescale_rejected_total", "Requests refused because the queue was full", registry=REGISTRY)
+LATENCY_OBJECTIVE = Gauge(
+    "rescale_latency_objective_seconds",
+    "p99 latency above which the alert fires (follows the device)",
+    registry=REGISTRY,
+)
 DEVICE_INFO = Gauge("rescale_device_info", "Devices the workers run on", ["device", "name"], registry=REGISTRY)

@@ -22,6 +22,10 @@ from service.settings import Settings
 log = logging.getLogger("rescale.service")
 
 
+GPU_LATENCY_OBJECTIVE_S = 10.0
+CPU_LATENCY_OBJECTIVE_S = 60.0
+
+
 def visible_devices(name: str) -> list[torch.device]:
     """One worker per visible GPU; one CPU worker when there is none."""
     if name == "auto":
@@ -58,6 +62,10 @@ class Runtime:
             name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
             metrics.DEVICE_INFO.labels(str(device), name).set(1)
         cost = CostModel.measure(registry, devices[0], settings.precision)
+        objective = settings.latency_objective_s or (
+            GPU_LATENCY_OBJECTIVE_S if devices[0].type == "cuda" else CPU_LATENCY_OBJECTIVE_S
+        )
+        metrics.LATENCY_OBJECTIVE.set(objective)
         batcher = Batcher(
             model_for=registry.model,
             devices=devices,

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = Field(10.0, ge=0)
     max_queue: int = Field(64, ge=1, description="queued model inputs (tiles); 503 when full")
     request_timeout_s: float = Field(120.0, gt=0)
+    latency_objective_s: float | None = Field(
+        None, gt=0, description="p99 latency objective for the alert; default 10 s with a GPU, 60 s on the CPU"
+    )
     retry_after_s: int = Field(2, ge=1)
     drain_timeout_s: float = Field(30.0, ge=0)
 

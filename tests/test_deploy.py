@@ -106,8 +106,12 @@ def test_probes_and_graceful_termination_fit_the_service():
 def test_prometheus_rules_and_config():
     promtool = tool("promtool")
     assert run(promtool, "check", "rules", "docker/prometheus/alerts.yml").returncode == 0
-    config = run(promtool, "check", "config", "docker/prometheus/prometheus.yml")
-    assert config.returncode == 0, config.stdout + config.stderr
+    for profile, target in (("gpu", "rescale:8000"), ("cpu", "rescale-cpu:8000")):
+        path = f"docker/prometheus/prometheus-{profile}.yml"
+        config = run(promtool, "check", "config", path)
+        assert config.returncode == 0, config.stdout + config.stderr
+        scraped = yaml.safe_load((ROOT / path).read_text())["scrape_configs"][0]["static_configs"][0]["targets"]
+        assert scraped == [target]  # only the running profile's service: the other would always be "down"
     alerts = yaml.safe_load((ROOT / "docker/prometheus/alerts.yml").read_text())
     rule = yaml.safe_load((ROOT / "k8s/base/prometheusrule.yaml").read_text())
     assert rule["spec"] == alerts
@@ -115,7 +119,20 @@ def test_prometheus_rules_and_config():
         "RescaleHighErrorRate",
         "RescaleHighP99Latency",
         "RescaleQueueSaturated",
+        "RescaleTargetDown",
+        "RescaleTargetAbsent",
     }
+    by_name = {r["alert"]: r for r in alerts["groups"][0]["rules"]}
+    assert by_name["RescaleTargetDown"]["expr"] == 'up{job="rescale"} == 0'
+    assert by_name["RescaleTargetAbsent"]["expr"] == 'absent(up{job="rescale"})'
+    assert "rescale_latency_objective_seconds" in by_name["RescaleHighP99Latency"]["expr"]
+
+
+def test_grafana_has_no_anonymous_access_and_each_profile_its_own_prometheus():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert compose["grafana"]["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert compose["prometheus"]["profiles"] == ["gpu"] and compose["prometheus-cpu"]["profiles"] == ["cpu"]
+    assert "prometheus" in compose["prometheus-cpu"]["networks"]["default"]["aliases"]
 
 
 def _exported_metric_names() -> set[str]:
