@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from service.auth import require_api_key
 from service.errors import install_error_handlers
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await app.state.runtime.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with Swagger UI and ReDoc served from the package: no CDN
         title="rescale",
         version="0.1.0",
         summary="Downscale images with invertible networks; upscale them back almost losslessly.",
