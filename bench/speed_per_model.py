@@ -1,0 +1,59 @@
+"""Seconds per HR megapixel of every shipped model, each direction, through the product's tiled pipeline.
+
+    python bench/speed_per_model.py --image ../shared/data/eval/cliff.png --threads 2
+
+Run it on an idle machine: it prints a Markdown table (the README's speed table) and the
+CPU it ran on. Each direction is timed once after a warm-up on the same image.
+"""
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from models.bicubic import modcrop
+from models.images import load_rgb
+from models.pipeline import DEFAULT_OVERLAP_LR, DEFAULT_TILE_LR, Tiling, downscale_image, upscale_image
+from models.registry import Registry
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--image", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    registry = Registry()
+    tiling = Tiling(DEFAULT_TILE_LR, DEFAULT_OVERLAP_LR)
+    print(f"{cpu_name()}, {torch.get_num_threads()} torch threads, fp32, tiles of {DEFAULT_TILE_LR} LR px")
+    print("| model | scale | HR size | downscale s/MP | upscale s/MP |")
+    print("|---|---|---|---|---|")
+    entries = sorted(registry.entries.values(), key=lambda e: (e.config.scale, e.label))
+    for entry in entries:
+        model = registry.model(entry.weights_id)
+        hr = modcrop(load_rgb(args.image), entry.config.scale)
+        mp = hr.shape[0] * hr.shape[1] / 1e6
+        with torch.inference_mode():
+            small = hr[:128, :128]
+            upscale_image(model, downscale_image(model, small, tiling), tiling)  # warm-up
+            start = time.perf_counter()
+            down = downscale_image(model, hr, tiling)
+            down_s = time.perf_counter() - start
+            start = time.perf_counter()
+            upscale_image(model, down, tiling)
+            up_s = time.perf_counter() - start
+        size = f"{hr.shape[1]}x{hr.shape[0]}"
+        print(f"| {entry.label} | x{entry.config.scale} | {size} | {down_s / mp:.2f} | {up_s / mp:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
