@@ -94,19 +94,21 @@ train-irn-jpeg-x2: train-irn-jpeg-x2-plain
 train-irn-jpeg-x4: train-irn-jpeg-x4-plain
 	$(TRAIN) --config models/configs/irn-jpeg-x4.toml
 
-SHIPPED_RUNS = irn-x2-long irn-a-x2-small-long irn-m-x2-long irn-x4-small irn-a-x4-small-long irn-m-x4-small dlv-irn-x4-small dlv-irn-m-x4-small
+SHIPPED_RUNS = irn-x2-long irn-a-x2-small-long irn-m-x2-long irn-x4-small irn-a-x4-small-long irn-m-x4-small dlv-irn-x4-small dlv-irn-m-x4-small irn-jpeg-x2 irn-jpeg-x4
 retrain: $(addprefix train-,$(SHIPPED_RUNS))
 
 publish: $(STAMP)
 	for run in $(SHIPPED_RUNS); do $(VENV)/bin/rescale publish runs/$$run || exit 1; done
 
 # docs/results.md: Table 3 on eval/ and the PyPI pool at x2 and x4, files in every format, damaged files,
-# the figure and the loss curves; also records each shipped model's figures in the manifest. Rows of
+# real-codec rows (rate against distortion) for the IRNs and the compression-aware models, the figure and
+# the loss curves; also records each shipped model's figures in the manifest. Rows of
 # weights already measured (same weights id, method and images) are taken from REUSE, not measured again.
 REUSE ?= $(wildcard docs/results/results.json)
 report: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e '.[eval]'
 	$(VENV)/bin/rescale eval --data ../shared/data/eval pypi --scales 2 4 --formats png jpeg webp --damaged \
+		--lossy jpeg:75 jpeg:90 jpeg:95 webp:90 \
 		--figure --figure-image ../shared/data/eval/rocks.png --manifest --out docs/results --report docs/results.md \
 		$(if $(REUSE),--reuse $(REUSE))
 

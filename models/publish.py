@@ -93,15 +93,27 @@ def publish(run: str | Path, *, name: str | None = None, dest: Path = SHIPPED) -
 
 
 def record_eval(rows: list[dict], manifest_path: Path = MANIFEST) -> list[str]:
-    """Store each shipped model's PNG round-trip figures (and bicubic on the same images)."""
+    """Store each shipped model's PNG round-trip figures (and bicubic on the same images); a compression-aware
+    model also gets its figures through each real codec measured, beside the bicubic thumbnail's."""
     manifest = read_manifest(manifest_path)
-    bicubic = {(r["scale"], name): s for r in rows if r["method"] == "Bicubic" for name, s in r["sets"].items()}
+    bicubic = {
+        (r["scale"], r["method"], name): s for r in rows if r["weights_id"] is None for name, s in r["sets"].items()
+    }
     updated = []
     for entry in manifest["models"]:
         for row in rows:
-            if row["weights_id"] == entry["weights_id"] and row["format"] == "png" and not row["damage"]:
+            if row["weights_id"] != entry["weights_id"] or row["damage"]:
+                continue
+            if row["format"] == "png":
                 for name, score in row["sets"].items():
-                    entry["eval"][name] = {**score, "bicubic": bicubic.get((row["scale"], name))}
+                    entry["eval"][name] = {**score, "bicubic": bicubic.get((row["scale"], "Bicubic", name))}
                 updated.append(entry["name"])
+            elif "lossy_codec" in entry["training"] and "(" in row["method"]:
+                codec = row["method"].split("(", 1)[1].rstrip(")")  # e.g. "jpeg q90"
+                thumbnail = f"Bicubic ({codec})"
+                entry.setdefault("eval_lossy", {})[codec] = {
+                    name: {**score, "bicubic": bicubic.get((row["scale"], thumbnail, name))}
+                    for name, score in row["sets"].items()
+                }
     write_manifest(manifest, manifest_path)
-    return updated
+    return sorted(set(updated))

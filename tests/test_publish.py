@@ -76,3 +76,35 @@ def test_shipped_weights_are_checked_against_the_manifest(model_folder, tmp_path
     (dest / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="does not match the sha256 in"):
         registry.Registry()
+
+
+def test_a_compression_aware_model_records_its_figures_through_each_codec(tmp_path):
+    import json
+
+    from models.publish import record_eval
+
+    manifest = tmp_path / "manifest.json"
+    entry = {"name": "irn-jpeg-x4", "scale": 4, "variant": "irn", "weights_id": "a" * 16, "eval": {}}
+    entry["training"] = {"lossy_codec": {"quality_min": 50, "quality_max": 95}}
+    manifest.write_text(json.dumps({"models": [entry]}))
+
+    def row(method, wid, fmt, psnr):
+        return {
+            "method": method,
+            "scale": 4,
+            "format": fmt,
+            "damage": None,
+            "weights_id": wid,
+            "sets": {"eval": {"psnr": psnr}},
+        }
+
+    rows = [
+        row("Bicubic", None, None, 30.0),
+        row("Bicubic (jpeg q90)", None, "jpeg", 29.0),
+        row("IRN-JPEG", "a" * 16, "png", 31.0),
+        row("IRN-JPEG (jpeg q90)", "a" * 16, "jpeg", 30.5),
+    ]
+    assert record_eval(rows, manifest) == ["irn-jpeg-x4"]
+    saved = json.loads(manifest.read_text())["models"][0]
+    assert saved["eval"]["eval"] == {"psnr": 31.0, "bicubic": {"psnr": 30.0}}
+    assert saved["eval_lossy"] == {"jpeg q90": {"eval": {"psnr": 30.5, "bicubic": {"psnr": 29.0}}}}
