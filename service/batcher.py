@@ -75,8 +75,10 @@ class Batcher:
         max_wait_s: float,
         max_queue: int,
         precision: str = "fp32",
+        on_batch: Callable[[str, str, int, float], None] | None = None,
     ) -> None:
         self.model_for = model_for
+        self.on_batch = on_batch  # (weights id, op, HR pixels, seconds) of every batch run
         self.precision = precision
         self.devices = devices
         self.max_batch = max_batch
@@ -266,6 +268,11 @@ class Batcher:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
+        if self.on_batch is not None:
+            scale = model.config.scale
+            rgb = [i.payload if op == "encode" else i.payload.rgb for i in items]
+            pixels = sum(t.shape[-2] * t.shape[-1] for t in rgb) * (1 if op == "encode" else scale * scale)
+            self.on_batch(wid, op, pixels, seconds)
         metrics.BATCH_SIZE.observe(len(items))
         metrics.MODEL_SECONDS.labels(op).observe(seconds)
         return outputs, seconds

@@ -1,61 +1,78 @@
-"""What a request's model work costs on this device, measured at start-up.
+"""What a request's model work costs on this device, and the refusal of what cannot finish in time.
 
 The pixel limit alone is no cost limit on a CPU: a 16 MP image that passes it can need
-minutes of model time. Each model's seconds per HR pixel are measured once per direction
-on a small probe (which overestimates the per-pixel cost of large tiles), and a request
-whose estimate is over its deadline is refused before it is queued, so nothing accepted
-is bound to run past the deadline.
+minutes of model time. Each model's FLOPs per HR pixel are counted once per direction at
+start-up (torch.utils.flop_counter, on a small input: cheap), and the device's FLOP rate is
+learnt from the batches the workers actually run (the best of the recent ones, so a busy
+moment does not refuse work that an idle device can do). A request whose model time at that
+rate would pass its deadline is refused before it is queued; until a first batch has run,
+nothing is refused on cost (the deadline still holds).
 """
 
-import time
-from dataclasses import dataclass
+import threading
+from collections import deque
+from dataclasses import dataclass, field
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from models.precision import autocast
 from models.registry import Registry
 from service.errors import ServiceError
 
-PROBE_LR = 32  # LR pixels per side of the probe
+PROBE_LR = 16  # LR pixels per side of the input whose FLOPs are counted (FLOPs per pixel do not depend on size)
 TILING_MARGIN = 1.3  # tiles recompute their context
+RECENT_BATCHES = 64
 
 
-def _best_seconds(fn, arg, device: torch.device, runs: int = 2) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        started = time.perf_counter()
+def _flops(fn, arg) -> int:
+    with FlopCounterMode(display=False) as counter:
         fn(arg)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - started)
-    return best
+    return counter.get_total_flops()
 
 
-@dataclass(frozen=True)
+@dataclass
 class CostModel:
-    seconds_per_pixel: dict[tuple[str, str], float]  # (weights id, "encode"/"decode") -> seconds per HR pixel
+    flops_per_pixel: dict[tuple[str, str], float]  # (weights id, "encode"/"decode") -> FLOPs per HR pixel
+    _rates: deque = field(default_factory=lambda: deque(maxlen=RECENT_BATCHES))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def measure(cls, registry: Registry, device: torch.device, precision: str = "fp32") -> "CostModel":
-        out = {}
-        for wid, entry in registry.entries.items():
-            model = registry.model(wid, device)
-            side = PROBE_LR * entry.config.size_multiple
-            hr = torch.rand(1, 3, side, side, device=device)
-            with torch.inference_mode(), autocast(device, precision):
-                encoded = model.encode(hr)  # also the warm-up
-                out[(wid, "encode")] = _best_seconds(model.encode, hr, device) / (side * side)
-                out[(wid, "decode")] = _best_seconds(model.decode, encoded, device) / (side * side)
-        return cls(out)
+    def count(cls, registry: Registry, device: torch.device, precision: str = "fp32") -> "CostModel":
+        flops: dict[tuple[str, str], float] = {}
+        with torch.inference_mode(), autocast(device, precision):
+            for wid, entry in registry.entries.items():
+                model = registry.model(wid, device)
+                side = PROBE_LR * entry.config.size_multiple
+                hr = torch.rand(1, 3, side, side, device=device)
+                encoded = model.encode(hr)
+                flops[(wid, "encode")] = _flops(model.encode, hr) / (side * side)
+                flops[(wid, "decode")] = _flops(model.decode, encoded) / (side * side)
+        return cls(flops)
 
-    def estimate_s(self, weights_id: str, op: str, hr_pixels: int) -> float:
-        return self.seconds_per_pixel[(weights_id, op)] * hr_pixels * TILING_MARGIN
+    def observe(self, weights_id: str, op: str, hr_pixels: int, seconds: float) -> None:
+        """A batch the workers ran: its FLOP rate joins the recent ones."""
+        per_pixel = self.flops_per_pixel.get((weights_id, op))
+        if per_pixel and seconds > 0:
+            with self._lock:
+                self._rates.append(per_pixel * hr_pixels / seconds)
+
+    @property
+    def flops_per_second(self) -> float | None:
+        with self._lock:
+            return max(self._rates) if self._rates else None
+
+    def estimate_s(self, weights_id: str, op: str, hr_pixels: int) -> float | None:
+        rate = self.flops_per_second
+        if rate is None:
+            return None
+        return self.flops_per_pixel[(weights_id, op)] * hr_pixels / rate * TILING_MARGIN
 
     def check(self, weights_id: str, op: str, hr_size: tuple[int, int], budget_s: float) -> None:
         """413 `too_much_work` when the model time alone would pass the request's deadline."""
         h, w = hr_size
         seconds = self.estimate_s(weights_id, op, h * w)
-        if seconds > budget_s:
+        if seconds is not None and seconds > budget_s:
             most = budget_s / self.estimate_s(weights_id, op, 1_000_000)
             raise ServiceError(
                 413,

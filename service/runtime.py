@@ -61,7 +61,7 @@ class Runtime:
                 registry.model(wid, device)
             name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
             metrics.DEVICE_INFO.labels(str(device), name).set(1)
-        cost = CostModel.measure(registry, devices[0], settings.precision)
+        cost = CostModel.count(registry, devices[0], settings.precision)
         objective = settings.latency_objective_s or (
             GPU_LATENCY_OBJECTIVE_S if devices[0].type == "cuda" else CPU_LATENCY_OBJECTIVE_S
         )
@@ -73,6 +73,7 @@ class Runtime:
             max_wait_s=settings.max_batch_wait_ms / 1000,
             max_queue=settings.max_queue,
             precision=settings.precision,
+            on_batch=cost.observe,
         )
         batcher.start()
         log.info("serving %d models on %s", len(registry.entries), ", ".join(map(str, devices)))

@@ -365,16 +365,35 @@ def test_a_png_missing_its_iend_still_upscales_exactly(client, photo):
 
 
 def test_an_image_whose_model_time_would_pass_the_deadline_is_refused_before_queueing(weights, photo):
-    """The pixel limit is no cost limit on a CPU: the estimate from the measured speed decides."""
-    with running_server(settings_for(weights, request_timeout_s=0.001)) as base, httpx.Client(base_url=base) as c:
-        big = np.tile(photo, (4, 6, 1))  # 360x420: 151,200 pixels, well inside the 400,000-pixel limit
+    """The pixel limit is no cost limit on a CPU: FLOPs per pixel at the FLOP rate the workers reach decide."""
+    settings = settings_for(weights, request_timeout_s=0.5, max_pixels=4_000_000, max_upload_bytes=20_000_000)
+    with running_server(settings) as base, httpx.Client(base_url=base, timeout=60) as c:
+        # before any batch has run the rate is unknown and nothing is refused on cost
+        first = post(c, "/downscale", png_bytes(photo), {"scale": 2, "mode": "plain"})
+        assert first.status_code == 200, first.text
+        big = np.tile(photo, (20, 26, 1))  # 1800x1820: 3.3 MP, inside the 4 MP limit, some 30x the small one
         response = post(c, "/downscale", png_bytes(big), {"scale": 2, "mode": "plain"})
         assert response.status_code == 413, response.text
         body = response.json()
         assert body["code"] == "too_much_work"
         assert re.fullmatch(
-            r"a 420x360 image needs about \d+ s of model time on this device, over the 0 s deadline; "
+            r"a 1820x1800 image needs about \d+ s of model time on this device, over the 0 s deadline; "
             r"send at most \d+\.\d megapixels",
             body["message"],
         ), body["message"]
         assert metrics.REGISTRY.get_sample_value("rescale_queue_depth") == 0
+
+
+def test_the_cost_model_learns_the_rate_from_batches():
+    from service.cost import CostModel
+    from service.errors import ServiceError
+
+    cost = CostModel({("w", "encode"): 1e6, ("w", "decode"): 2e6})
+    cost.check("w", "encode", (10_000, 10_000), 1.0)  # no rate yet: nothing refused
+    cost.observe("w", "encode", 1_000_000, 2.0)  # 0.5 TFLOP/s... a slow batch
+    cost.observe("w", "encode", 1_000_000, 1.0)  # ...and a faster one: the best recent rate counts
+    assert cost.flops_per_second == 1e12
+    assert cost.estimate_s("w", "decode", 1_000_000) == pytest.approx(2.0 * 1.3)
+    cost.check("w", "decode", (1000, 1000), 3.0)
+    with pytest.raises(ServiceError, match="a 2000x1000 image needs about 5 s of model time"):
+        cost.check("w", "decode", (1000, 2000), 3.0)
