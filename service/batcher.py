@@ -90,7 +90,6 @@ class Batcher:
         self._running = 0
         self._cond = threading.Condition()
         self._stopping = False
-        self._accepting = True
         self._drain_deadline: float | None = None
         self._threads: list[threading.Thread] = []
         self._batch_ids = itertools.count()
@@ -125,7 +124,6 @@ class Batcher:
 
     def begin_drain(self, deadline: float) -> None:
         """Refuse new work from now on; what was accepted may finish until `deadline` (monotonic)."""
-        self._accepting = False
         if self._drain_deadline is None or deadline < self._drain_deadline:
             self._drain_deadline = deadline
 
@@ -153,6 +151,17 @@ class Batcher:
 
     # -- submitting ------------------------------------------------------------------------
 
+    def check_room(self) -> None:
+        """Raise ShuttingDownError while draining, QueueFullError while the queue holds `max_queue` inputs.
+
+        A request starts whenever the queue has room; its own tiles may overshoot (by at most what
+        RESCALE_MAX_PIXELS allows), so a big image is never refused by an empty queue."""
+        if self._drain_deadline is not None:
+            raise ShuttingDownError("the service is shutting down")
+        if self._depth >= self.max_queue:
+            metrics.REJECTED.inc()
+            raise QueueFullError(f"the queue holds {self._depth} of {self.max_queue} inputs")
+
     async def run(
         self, op: str, weights_id: str, payloads: list, *, deadline: float, timing: BatchTiming | None = None
     ) -> list:
@@ -160,16 +169,10 @@ class Batcher:
 
         Raises QueueFullError when the queue already holds `max_queue` inputs.
         """
-        if not self._accepting:
-            raise ShuttingDownError("the service is shutting down")
         loop = asyncio.get_running_loop()
         items = [Item(op, weights_id, p, loop.create_future(), loop, deadline) for p in payloads]
         with self._cond:
-            # A request starts whenever the queue has room; its own tiles may overshoot (by at most
-            # what RESCALE_MAX_PIXELS allows), so a big image is never refused by an empty queue.
-            if self._depth >= self.max_queue:
-                metrics.REJECTED.inc()
-                raise QueueFullError(f"the queue holds {self._depth} of {self.max_queue} inputs")
+            self.check_room()
             for item in items:
                 self._pending.setdefault(item.key, []).append(item)
             self._depth += len(items)

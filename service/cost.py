@@ -25,10 +25,11 @@ TILING_MARGIN = 1.3  # tiles recompute their context
 RECENT_BATCHES = 64
 
 
-def _flops(fn, arg) -> int:
+def _counted(fn, arg) -> tuple[object, int]:
+    """fn(arg) and the FLOPs it took."""
     with FlopCounterMode(display=False) as counter:
-        fn(arg)
-    return counter.get_total_flops()
+        result = fn(arg)
+    return result, counter.get_total_flops()
 
 
 @dataclass
@@ -45,9 +46,10 @@ class CostModel:
                 model = registry.model(wid, device)
                 side = PROBE_LR * entry.config.size_multiple
                 hr = torch.rand(1, 3, side, side, device=device)
-                encoded = model.encode(hr)
-                flops[(wid, "encode")] = _flops(model.encode, hr) / (side * side)
-                flops[(wid, "decode")] = _flops(model.decode, encoded) / (side * side)
+                encoded, encode_flops = _counted(model.encode, hr)
+                _, decode_flops = _counted(model.decode, encoded)
+                flops[(wid, "encode")] = encode_flops / (side * side)
+                flops[(wid, "decode")] = decode_flops / (side * side)
         return cls(flops)
 
     def observe(self, weights_id: str, op: str, hr_pixels: int, seconds: float) -> None:

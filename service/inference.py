@@ -11,6 +11,7 @@ from service import metrics
 from service.batcher import BatchTiming, DeadlineExceededError, QueueFullError, ShuttingDownError
 from service.errors import CLIENT_CLOSED, ServiceError
 from service.runtime import Runtime
+from service.settings import Settings
 
 DISCONNECT_POLL_S = 0.25
 
@@ -37,20 +38,20 @@ class Timings:
         return ", ".join(parts)
 
 
+def busy_error(exc: QueueFullError | ShuttingDownError, settings: Settings) -> ServiceError:
+    """The 503 for a full queue or a draining service, with Retry-After."""
+    retry = {"Retry-After": str(settings.retry_after_s)}
+    if isinstance(exc, QueueFullError):
+        return ServiceError(503, "queue_full", f"the service is busy ({exc}); retry later", retry)
+    return ServiceError(503, "shutting_down", str(exc), retry)
+
+
 def refuse_when_busy(runtime: Runtime) -> None:
     """Answer 503 before the upload is read and decoded when the queue is already full or the service drains."""
-    retry = {"Retry-After": str(runtime.settings.retry_after_s)}
-    batcher = runtime.batcher
-    if batcher.drain_deadline is not None:
-        raise ServiceError(503, "shutting_down", "the service is shutting down", retry)
-    if batcher.saturated:
-        metrics.REJECTED.inc()
-        raise ServiceError(
-            503,
-            "queue_full",
-            f"the service is busy (the queue holds {batcher.depth} of {batcher.max_queue} inputs); retry later",
-            retry,
-        )
+    try:
+        runtime.batcher.check_room()
+    except (QueueFullError, ShuttingDownError) as exc:
+        raise busy_error(exc, runtime.settings) from exc
 
 
 async def run_model(
@@ -76,15 +77,8 @@ async def run_model(
             if runtime.batcher.draining_past_deadline:
                 task.cancel()
                 raise ShuttingDownError("the service is shutting down and its drain time is over")
-    except QueueFullError as exc:
-        raise ServiceError(
-            503,
-            "queue_full",
-            f"the service is busy ({exc}); retry later",
-            {"Retry-After": str(settings.retry_after_s)},
-        ) from exc
-    except ShuttingDownError as exc:
-        raise ServiceError(503, "shutting_down", str(exc), {"Retry-After": str(settings.retry_after_s)}) from exc
+    except (QueueFullError, ShuttingDownError) as exc:
+        raise busy_error(exc, settings) from exc
     except DeadlineExceededError as exc:
         raise ServiceError(504, "deadline_exceeded", f"{exc} ({settings.request_timeout_s:.0f} s)") from exc
     elapsed = time.perf_counter() - start

@@ -12,6 +12,19 @@ from service import metrics
 from service.errors import error_response
 
 
+class TrackedSend:
+    """`send`, remembering whether the response has started: after that no error response can replace it."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class BodyTooLargeError(Exception):
     pass
 
@@ -36,7 +49,6 @@ class BodySizeLimit:
             await self._reject(scope, receive, send)
             return
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -47,16 +59,11 @@ class BodySizeLimit:
                     raise BodyTooLargeError()
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except BodyTooLargeError:
-            if not started:
+            if not tracked.started:
                 await self._reject(scope, receive, send)
 
 
@@ -78,7 +85,6 @@ class UploadTimeout:
             return
         deadline = time.monotonic() + self.timeout_s
         body_done = False
-        started = False
 
         async def timed_receive() -> Message:
             nonlocal body_done
@@ -92,16 +98,11 @@ class UploadTimeout:
                 body_done = True
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, timed_receive, tracking_send)
+            await self.app(scope, timed_receive, tracked)
         except UploadTimeoutError:
-            if not started:
+            if not tracked.started:
                 message = f"the upload did not arrive within {self.timeout_s:g} s; send it faster or in one piece"
                 response = error_response(408, "upload_timeout", message, {"connection": "close"})
                 await response(scope, receive, send)

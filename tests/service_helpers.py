@@ -1,23 +1,68 @@
 """A real uvicorn server on loopback, serving small models."""
 
 import io
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
 
+import httpx
 import numpy as np
 import uvicorn
 from PIL import Image
 
 from service.main import create_app
 from service.settings import Settings
+from tests.conftest import ROOT
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def rescale_serve(**env: str):
+    """`python -m models serve` in a process of its own on a loopback port, serving the shipped x2 IRN alone
+    (RESCALE_* overrides in `env`); yields (base URL, process) once /readyz answers 200. Its stdout and
+    stderr come merged in `process.stdout`."""
+    port = free_port()
+    variables = os.environ | {
+        "RESCALE_WEIGHTS_DIRS": json.dumps([str(ROOT / "models" / "weights" / "irn-x2")]),
+        "RESCALE_INCLUDE_SHIPPED_WEIGHTS": "false",
+        "RESCALE_TORCH_THREADS": "1",
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "models", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=variables,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        raise RuntimeError(f"rescale serve did not start: {process.communicate()[0][-2000:]}")
+    try:
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 @contextmanager

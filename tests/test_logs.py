@@ -1,43 +1,15 @@
 """Request ids in responses and in every log line of a real `rescale serve` (JSON logs)."""
 
 import json
-import os
-import subprocess
-import sys
-import time
 
 import httpx
 import numpy as np
 
-from tests.conftest import ROOT
-from tests.service_helpers import free_port, png_bytes
+from tests.service_helpers import png_bytes, rescale_serve
 
 
 def test_request_ids_are_echoed_and_in_every_json_log_line():
-    port = free_port()
-    env = os.environ | {
-        "RESCALE_WEIGHTS_DIRS": json.dumps([str(ROOT / "models" / "weights" / "irn-x2")]),
-        "RESCALE_INCLUDE_SHIPPED_WEIGHTS": "false",
-        "RESCALE_LOG_FORMAT": "json",
-        "RESCALE_TORCH_THREADS": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "models", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
+    with rescale_serve(RESCALE_LOG_FORMAT="json") as (base, process):
         image = png_bytes(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8))
         given = httpx.post(
             f"{base}/downscale",
@@ -50,11 +22,10 @@ def test_request_ids_are_echoed_and_in_every_json_log_line():
         assert made.status_code == 415 and len(made.headers["x-request-id"]) == 32  # a uuid4, hex
         hostile = httpx.get(f"{base}/healthz", headers={"x-request-id": "a b\tc" + "x" * 300})
         assert hostile.headers["x-request-id"] != "a b\tc" + "x" * 300  # replaced, not echoed
-    finally:
         process.terminate()
-        _, err = process.communicate(timeout=60)
-    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    assert lines and len(lines) == len([line for line in err.splitlines() if line.strip()]), err[-2000:]
+        output, _ = process.communicate(timeout=60)
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert lines and len(lines) == len([line for line in output.splitlines() if line.strip()]), output[-2000:]
     access = [line for line in lines if line["name"] == "uvicorn.access"]
     assert any(line["request_id"] == "cdn-7f3a.42" and "/downscale" in line["message"] for line in access)
     assert any(line["request_id"] == made.headers["x-request-id"] and "415" in line["message"] for line in access)

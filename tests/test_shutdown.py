@@ -1,10 +1,6 @@
 """SIGTERM on a real `rescale serve`: one drain budget, and every request finishes or gets a clean 503."""
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,46 +8,17 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
-from tests.service_helpers import free_port, png_bytes
+from tests.service_helpers import png_bytes, rescale_serve
 
 DRAIN_S = 3
 
 
 @pytest.fixture
 def server():
-    port = free_port()
-    env = os.environ | {
-        "RESCALE_WEIGHTS_DIRS": json.dumps([str(ROOT / "models" / "weights" / "irn-x2")]),
-        "RESCALE_INCLUDE_SHIPPED_WEIGHTS": "false",
-        "RESCALE_DRAIN_TIMEOUT_S": str(DRAIN_S),
-        "RESCALE_TORCH_THREADS": "1",
-        "RESCALE_MAX_BATCH_SIZE": "1",
-        "RESCALE_LOG_LEVEL": "warning",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "models", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"the server did not start: {process.communicate()[0][-2000:]}")
-    yield base, process
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    with rescale_serve(
+        RESCALE_DRAIN_TIMEOUT_S=str(DRAIN_S), RESCALE_MAX_BATCH_SIZE="1", RESCALE_LOG_LEVEL="warning"
+    ) as (base, process):
+        yield base, process
 
 
 def test_sigterm_drains_within_one_budget_and_answers_every_request(server):

@@ -98,10 +98,17 @@ def encode(
     return write_lossy(downscaled.rgb, text, format, quality)
 
 
-def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, allow_modified: bool = False) -> DecodedFile:
+def decode(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    allow_modified: bool = False,
+    missing_header: str | None = None,
+) -> DecodedFile:
     """`allow_modified`: a lossless file whose pixels changed after downscaling (a lossy optimiser, a CMS
-    flattening the alpha) is returned flagged `pixels_modified` instead of refused."""
-    fmt, rgb, alpha, text = read_image(data, max_pixels=max_pixels)
+    flattening the alpha) is returned flagged `pixels_modified` instead of refused. `missing_header`: a file
+    without header raises NotRescaledError with this message, before its pixels are decoded."""
+    fmt, rgb, alpha, text = read_image(data, max_pixels=max_pixels, missing_header=missing_header)
     if text is None:
         return DecodedFile(fmt, rgb, None, None, None, ("metadata_missing",))
     header, code = parse_header(text, max_pixels=max_pixels, image_size=(rgb.shape[0], rgb.shape[1]))

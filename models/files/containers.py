@@ -23,6 +23,7 @@ from models.files.errors import (
     HeaderError,
     ImageTooLargeError,
     MetadataTooLargeError,
+    NotRescaledError,
     TruncatedFileError,
     UnsupportedFormatError,
 )
@@ -220,24 +221,23 @@ def _open_with_text_limit(data: bytes, *, max_pixels: int) -> Image.Image:
             PngImagePlugin.MAX_TEXT_MEMORY = saved
 
 
-def peek_header_text(data: bytes, *, max_pixels: int) -> str | None:
-    """The header text without decoding any pixel: PNG text chunks before the image data (where ours are) and
-    EXIF are read when the file is opened."""
-    fmt = sniff(data)
-    with decoder_errors(fmt):
-        if fmt == "png":
-            return png_header_text(_open_with_text_limit(data, max_pixels=max_pixels), before_pixels=True)
-        return _exif_text(open_image(data, max_pixels=max_pixels)[1])
+def read_image(
+    data: bytes, *, max_pixels: int, missing_header: str | None = None
+) -> tuple[str, np.ndarray, np.ndarray | None, str | None]:
+    """-> (format, RGB (h, w, 3) uint8, alpha (h, w) uint8 or None, header text or None).
 
-
-def read_image(data: bytes, *, max_pixels: int) -> tuple[str, np.ndarray, np.ndarray | None, str | None]:
-    """-> (format, RGB (h, w, 3) uint8, alpha (h, w) uint8 or None, header text or None)."""
+    `missing_header`: a file without header raises NotRescaledError with this message before any pixel is
+    decoded (PNG text chunks before the image data, where ours are, and EXIF are read when it is opened)."""
     fmt = sniff(data)
     with decoder_errors(fmt):
         if fmt == "png":
             image = _open_with_text_limit(data, max_pixels=max_pixels)
         else:
             _, image = open_image(data, max_pixels=max_pixels)
+        if missing_header is not None:
+            opened = png_header_text(image, before_pixels=True) if fmt == "png" else _exif_text(image)
+            if opened is None:
+                raise NotRescaledError(missing_header)
         image.load()
     text = png_header_text(image) if fmt == "png" else _exif_text(image)
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info

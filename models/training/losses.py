@@ -1,7 +1,7 @@
 """IRN's training objective (per-image sums averaged over the batch) plus eq. (2)'s codec MSE, and its
 compression-aware form, whose reconstruction is computed from the LR after a (differentiable) JPEG."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch.nn import functional as F
@@ -20,13 +20,7 @@ class LossWeights:
     lossless: float = 0.0  # compression-aware runs: weight of the reconstruction from the lossless LR
 
     def resolved(self, scale: int) -> "LossWeights":
-        return LossWeights(
-            reconstruction=self.reconstruction,
-            guidance=float(scale**2) if self.guidance is None else self.guidance,
-            distribution=self.distribution,
-            codec=self.codec,
-            lossless=self.lossless,
-        )
+        return replace(self, guidance=float(scale**2) if self.guidance is None else self.guidance)
 
     def to_dict(self) -> dict:
         return asdict(self)

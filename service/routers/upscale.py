@@ -3,8 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from models import files
-from models.files.containers import peek_header_text
-from models.files.errors import ImageTooLargeError, NotRescaledError
+from models.files.errors import ImageTooLargeError
 from models.pipeline import plan_upscale
 from service.caching import cache_headers, etag_for, not_modified
 from service.inference import Timings, finish, refuse_when_busy, run_model
@@ -47,24 +46,24 @@ async def upscale(
     refuse_when_busy(runtime)
     timings = Timings()
     data = await timings.timed("read", read_upload(request))
-    if not best_effort:  # a file without header is refused before its pixels are decoded
-        text = await runtime.in_codec_pool(peek_header_text, data, max_pixels=runtime.settings.max_pixels)
-        if text is None:
-            raise NotRescaledError(NO_HEADER)
     decoded = await timings.timed(
         "decode",
-        runtime.in_codec_pool(files.decode, data, max_pixels=runtime.settings.max_pixels, allow_modified=best_effort),
+        runtime.in_codec_pool(
+            files.decode,
+            data,
+            max_pixels=runtime.settings.max_pixels,
+            allow_modified=best_effort,
+            missing_header=None if best_effort else NO_HEADER,  # refused before its pixels are decoded
+        ),
     )
     if decoded.header is not None:
         entry = runtime.catalogue.for_header(decoded.header)
-    elif best_effort:
+    else:  # best effort: the caller's scale and mode choose the model
         entry = runtime.catalogue.resolve(
             model=model.value if model else None, mode=mode.value, scale=int(scale), format=decoded.format
         )
         if entry.config.alpha:
             decoded = decoded.with_neutral_alpha()
-    else:
-        raise NotRescaledError(NO_HEADER)
     cache_control = runtime.settings.cache_control
     described = {"format": format, "quality": quality, "best_effort": best_effort}
     if decoded.header is None:  # then the caller's scale and mode chose the model
