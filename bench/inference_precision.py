@@ -14,8 +14,8 @@ import torch
 from models.bicubic import modcrop
 from models.evaluation.evaluate import round_trip_file
 from models.images import load_rgb
+from models.inference.precision import PRECISIONS, autocast
 from models.metrics import psnr_y
-from models.precision import PRECISIONS, autocast
 from models.registry import Registry
 
 

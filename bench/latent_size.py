@@ -21,7 +21,8 @@ from models.files.containers import JPEG_MAX_EXIF, exif_bytes
 from models.files.errors import MetadataTooLargeError
 from models.files.header import Header, dump_header
 from models.images import load_rgb
-from models.pipeline import Tiling, downscale_image
+from models.inference.pipeline import downscale_image
+from models.inference.tiles import Tiling
 from models.registry import Registry
 
 

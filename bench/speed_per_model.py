@@ -1,4 +1,4 @@
-"""Seconds per HR megapixel of every shipped model, each direction, through the product's tiled pipeline.
+"""Seconds per HR megapixel of every shipped model, each direction, through the product's tiled pipeline and engine.
 
     python bench/speed_per_model.py --image ../shared/data/eval/cliff.png --threads 2
 
@@ -15,7 +15,8 @@ import torch
 
 from models.bicubic import modcrop
 from models.images import load_rgb
-from models.pipeline import DEFAULT_OVERLAP_LR, DEFAULT_TILE_LR, Tiling, downscale_image, upscale_image
+from models.inference.engines import EngineSet
+from models.inference.pipeline import downscale_image, upscale_image
 from models.registry import Registry
 
 
@@ -33,13 +34,13 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     registry = Registry()
-    tiling = Tiling(DEFAULT_TILE_LR, DEFAULT_OVERLAP_LR)
-    print(f"{cpu_name()}, {torch.get_num_threads()} torch threads, fp32, tiles of {DEFAULT_TILE_LR} LR px")
+    engines = EngineSet(registry, threads=args.threads)  # what the service and the CLI run by default
+    print(f"{cpu_name()}, {torch.get_num_threads()} threads, fp32, the default engine and tiles")
     print("| model | scale | HR size | downscale s/MP | upscale s/MP |")
     print("|---|---|---|---|---|")
     entries = sorted(registry.entries.values(), key=lambda e: (e.config.scale, e.label))
     for entry in entries:
-        model = registry.model(entry.weights_id)
+        model, tiling = engines.engine(entry.weights_id), engines.tiling(entry.weights_id)
         hr = modcrop(load_rgb(args.image), entry.config.scale)
         mp = hr.shape[0] * hr.shape[1] / 1e6
         with torch.inference_mode():

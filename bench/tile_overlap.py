@@ -13,7 +13,7 @@ import torch
 
 from models.checkpoint import load_model
 from models.images import load_rgb
-from models.pipeline import Tiling, downscale_image, upscale_image
+from models.inference.pipeline import Tiling, downscale_image, upscale_image
 
 
 def max_diff(a: np.ndarray | None, b: np.ndarray | None) -> int:
@@ -25,7 +25,7 @@ def main() -> None:
     p.add_argument("--weights", required=True)
     p.add_argument("--image", required=True)
     p.add_argument("--crop", type=int, default=512, help="HR crop side, centre of the image")
-    p.add_argument("--tile", type=int, default=64)
+    p.add_argument("--tile", type=int, default=64, help="LR core side; each tile adds the overlap around it")
     p.add_argument("--overlaps", type=int, nargs="+", default=[0, 4, 8, 12, 16, 24, 32])
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
@@ -41,7 +41,7 @@ def main() -> None:
     print(f"{model.config.variant} x{model.config.scale}, {c}x{c} HR, LR tiles of {args.tile}")
     print("overlap_lr  lr_rgb  alpha  code  hr (max |diff| in 8-bit codes)")
     for overlap in args.overlaps:
-        tiling = Tiling(tile=args.tile, overlap=overlap)
+        tiling = Tiling(tile=args.tile + 2 * overlap, overlap=overlap)  # cores of --tile
         tiled = downscale_image(model, image, tiling)
         tiled_hr = upscale_image(model, whole, tiling)
         print(

@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from models.devices import pick_device
-from models.precision import PRECISIONS, autocast
+from models.inference.devices import pick_device
+from models.inference.precision import PRECISIONS, autocast
 from models.rescaler import ModelConfig, Rescaler
 from models.training.losses import LossWeights, compression_aware_loss, rescaling_loss
 from models.training.lossy_codec import LossyCodec, LossyCodecConfig

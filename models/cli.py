@@ -9,13 +9,14 @@ from PIL import Image
 
 from models import files, pools, publish
 from models.bicubic import bicubic_round_trip, modcrop
-from models.devices import pick_device
 from models.evaluation import evaluate, rate_distortion, report
 from models.files.errors import NotRescaledError
 from models.files.photos import BACKGROUND_NAME, TRANSPARENCY, decode_photo
 from models.images import load_rgb
+from models.inference.devices import pick_device
+from models.inference.engines import BACKENDS, EngineSet, default_cache_dir
+from models.inference.pipeline import downscale_image, upscale_image
 from models.metrics import psnr_y, ssim_y
-from models.pipeline import DEFAULT_OVERLAP_LR, DEFAULT_TILE_LR, Tiling, downscale_image, upscale_image
 from models.registry import Registry, UnknownWeightsError
 from models.rescaler import VARIANTS
 from models.training import run as train
@@ -25,6 +26,19 @@ def _setup(args: argparse.Namespace) -> tuple[Registry, torch.device]:
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     return Registry(args.weights, include_shipped=not args.no_shipped), pick_device(args.device)
+
+
+def _engines(args: argparse.Namespace, registry: Registry) -> EngineSet:
+    """The service's engines and tilings, so a file made here has the bytes the service would give."""
+    return EngineSet(
+        registry,
+        backend=args.backend,
+        precision=args.precision,
+        threads=args.threads,
+        cache_dir=default_cache_dir(),
+        tile_lr=args.tile,
+        overlap_lr=args.overlap,
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -48,14 +62,14 @@ def _downscale(args: argparse.Namespace) -> int:
     fmt = output_format(args.output, args.format)
     variant = args.variant or ("irn-a" if fmt == "png" else "irn")
     entry = registry.find_for_file(variant, args.scale, fmt)
-    model = registry.model(entry.weights_id, device)
+    engines = _engines(args, registry)
     image, composited = decode_photo(  # as the service reads it
         Path(args.input).read_bytes(), max_pixels=files.DEFAULT_MAX_PIXELS, transparency=args.transparency
     )
     if composited:
         print(f"{args.input}: transparent pixels composited on {BACKGROUND_NAME}")
     data = files.encode(
-        downscale_image(model, image, Tiling(args.tile, args.overlap)),
+        downscale_image(engines.engine(entry.weights_id, device), image, engines.tiling(entry.weights_id)),
         variant=entry.config.variant,
         scale=entry.config.scale,
         weights_id=entry.weights_id,
@@ -82,8 +96,9 @@ def _upscale(args: argparse.Namespace) -> int:
             f"{args.input} has no rescale header (not made by rescale, or its metadata was stripped); "
             "pass --best-effort --scale S [--variant V] to upscale it with z = 0"
         )
-    model = registry.model(entry.weights_id, device)
-    hr = upscale_image(model, decoded.downscaled(entry.config.scale), Tiling(args.tile, args.overlap))
+    engines = _engines(args, registry)
+    engine, tiling = engines.engine(entry.weights_id, device), engines.tiling(entry.weights_id)
+    hr = upscale_image(engine, decoded.downscaled(entry.config.scale), tiling)
     Image.fromarray(hr).save(args.output)
     note = f", degraded: {', '.join(decoded.degraded)}" if decoded.degraded else ""
     made_by = f"{entry.config.variant} x{entry.config.scale}{note}"
@@ -181,8 +196,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _tiling_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE_LR, help="LR tile side (0: whole image)")
-    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP_LR, help="LR pixels of context around tiles")
+    p.add_argument(
+        "--tile", type=int, default=None, help="LR tile side (0: whole image; default: what 1 GiB allows the model)"
+    )
+    p.add_argument("--overlap", type=int, default=None, help="LR pixels of context around tiles (default: measured)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: OpenVINO on the CPU, else PyTorch")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32", help="bf16 only where native")
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:

@@ -26,6 +26,7 @@ class Entry:
     folder: Path
     config: ModelConfig
     lossy: bool = False  # trained through a lossy codec: the model for JPEG/WebP files
+    context_lr: int | None = None  # LR pixels of context its tiles need, measured (models/inference/context.py)
 
     @property
     def label(self) -> str:
@@ -62,7 +63,8 @@ class Registry:
             if folder.parent == SHIPPED and shipped_sha.get(folder.name, sha) != sha:
                 raise ValueError(f"{folder / WEIGHTS_FILE} does not match the sha256 in {MANIFEST}")
             wid = sha[:ID_LENGTH]
-            self.entries.setdefault(wid, Entry(wid, folder, config, lossy))
+            context = saved.get("inference", {}).get("context_lr")
+            self.entries.setdefault(wid, Entry(wid, folder, config, lossy, context))
         self._loaded: dict[tuple[str, str], Rescaler] = {}
 
     def find(self, variant: str, scale: int, *, lossy: bool = False) -> Entry:

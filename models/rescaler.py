@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from models.invertible_rescaler import SCALES, InvertibleRescaler, RescalerConfig
 from models.latent_codec import CODE_REDUCTION, LatentCodec, LatentCodecConfig
+from models.networks.invertible_rescaler import SCALES, InvertibleRescaler, RescalerConfig
 from models.networks.lr_restorer import LRRestorer, RestorerConfig
 from models.quantize import quantize_alpha, quantize_unit
 
@@ -144,13 +144,19 @@ class Rescaler(nn.Module):
         """The decoded RGB LR, corrected for codec damage by the restorer of a compression-aware model."""
         return rgb if self.restorer is None else self.restorer(rgb)
 
-    def _quantize(self, lr: torch.Tensor, z: torch.Tensor) -> Encoded:
+    def encode_floats(self, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The network's part of `encode`: the LR (with alpha for -A) and, for -M, the code before rounding."""
+        lr, z = self.net.downscale(hr)
+        return lr, None if self.codec is None else self.codec.encode(z)
+
+    def quantize(self, lr: torch.Tensor, code: torch.Tensor | None) -> Encoded:
+        """`encode_floats`' outputs -> file contents on the k/255 grid (fp32: k/255 needs it under bf16)."""
         c = self.net.config.image_channels
-        encoded = Encoded(rgb=quantize_unit(lr[:, :c]))
+        encoded = Encoded(rgb=quantize_unit(lr[:, :c].float()))
         if self.config.alpha:
-            encoded.alpha = quantize_alpha(lr[:, c:])
-        if self.codec is not None:
-            encoded.code = quantize_unit(self.codec.encode(z).float())  # k/255 needs fp32 under bf16 autocast
+            encoded.alpha = quantize_alpha(lr[:, c:].float())
+        if code is not None:
+            encoded.code = quantize_unit(code.float())
         return encoded
 
     def _reconstruct(self, encoded: Encoded) -> torch.Tensor:
@@ -170,7 +176,7 @@ class Rescaler(nn.Module):
 
     def training_forward(self, hr: torch.Tensor) -> TrainingOutputs:
         lr, z = self.net.downscale(hr, self.sample_dlv_latent(hr))
-        encoded = self._quantize(lr, z)
+        encoded = self.quantize(lr, None if self.codec is None else self.codec.encode(z))
         z_hat = self.codec.decode(encoded.code) if self.codec is not None else None
         lr_q = encoded.rgb if encoded.alpha is None else torch.cat([encoded.rgb, encoded.alpha], dim=1)
         hr_rec = self.net.upscale(lr_q, z_hat)
@@ -182,8 +188,7 @@ class Rescaler(nn.Module):
         m = self.config.size_multiple
         if hr.shape[-2] % m or hr.shape[-1] % m:
             raise ValueError(f"{self.config.variant} x{self.config.scale} needs sizes that are multiples of {m}")
-        lr, z = self.net.downscale(hr)
-        return self._quantize(lr, z)
+        return self.quantize(*self.encode_floats(hr))
 
     @torch.no_grad()
     def decode(self, encoded: Encoded) -> torch.Tensor:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.precision import autocast
-from models.rescaler import Encoded, Rescaler
+from models.inference.engines import Engine
+from models.rescaler import Encoded
 from service import metrics
 
 log = logging.getLogger("rescale.batcher")
@@ -69,17 +69,15 @@ class Batcher:
     def __init__(
         self,
         *,
-        model_for: Callable[[str, torch.device], Rescaler],
+        engine_for: Callable[[str, torch.device], Engine],
         devices: list[torch.device],
         max_batch: int,
         max_wait_s: float,
         max_queue: int,
-        precision: str = "fp32",
         on_batch: Callable[[str, str, int, float], None] | None = None,
     ) -> None:
-        self.model_for = model_for
+        self.engine_for = engine_for
         self.on_batch = on_batch  # (weights id, op, HR pixels, seconds) of every batch run
-        self.precision = precision
         self.devices = devices
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -259,20 +257,19 @@ class Batcher:
 
     def _forward(self, items: list[Item], device: torch.device) -> tuple[list, float]:
         op, wid = items[0].op, items[0].weights_id
-        model = self.model_for(wid, device)
+        engine = self.engine_for(wid, device)
         started = time.perf_counter()
-        with torch.inference_mode(), autocast(device, self.precision):
-            if op == "encode":
-                out = model.encode(torch.cat([i.payload for i in items]).to(device))
-                outputs = [e.to("cpu") for e in out.split()]
-            else:
-                out = model.decode(Encoded.cat([i.payload for i in items]).to(device))
-                outputs = list(out.cpu().split(1))
+        if op == "encode":
+            out = engine.encode(torch.cat([i.payload for i in items]))
+            outputs = [e.to("cpu") for e in out.split()]
+        else:
+            out = engine.decode(Encoded.cat([i.payload for i in items]))
+            outputs = list(out.cpu().split(1))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
         if self.on_batch is not None:
-            scale = model.config.scale
+            scale = engine.config.scale
             rgb = [i.payload if op == "encode" else i.payload.rgb for i in items]
             pixels = sum(t.shape[-2] * t.shape[-1] for t in rgb) * (1 if op == "encode" else scale * scale)
             self.on_batch(wid, op, pixels, seconds)

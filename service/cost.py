@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.precision import autocast
 from models.registry import Registry
 from service.errors import ServiceError
 
@@ -39,9 +38,9 @@ class CostModel:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def count(cls, registry: Registry, device: torch.device, precision: str = "fp32") -> "CostModel":
+    def count(cls, registry: Registry, device: torch.device) -> "CostModel":
         flops: dict[tuple[str, str], float] = {}
-        with torch.inference_mode(), autocast(device, precision):
+        with torch.inference_mode():
             for wid, entry in registry.entries.items():
                 model = registry.model(wid, device)
                 side = PROBE_LR * entry.config.size_multiple

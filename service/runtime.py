@@ -11,7 +11,7 @@ import torch
 from fastapi import Depends, Request
 from PIL import Image
 
-from models.pipeline import Tiling
+from models.inference.engines import EngineSet
 from models.registry import Registry
 from service import metrics
 from service.batcher import Batcher
@@ -42,7 +42,7 @@ class Runtime:
     batcher: Batcher
     codec_pool: ThreadPoolExecutor
     devices: list[torch.device]
-    tiling: Tiling
+    engines: EngineSet
     cost: CostModel
 
     @classmethod
@@ -56,23 +56,33 @@ class Runtime:
         if not registry.entries:
             raise RuntimeError("no model weights found: ship models/weights or set RESCALE_WEIGHTS_DIRS")
         devices = visible_devices(settings.device)
-        for device in devices:  # load every model on every device before taking traffic
-            for wid in registry.entries:
-                registry.model(wid, device)
+        engines = EngineSet(
+            registry,
+            backend=settings.backend,
+            precision=settings.precision,
+            threads=settings.torch_threads,
+            cache_dir=settings.compile_cache_dir,
+            tile_lr=settings.tile_lr,
+            overlap_lr=settings.tile_overlap_lr,
+            tile_memory_mb=settings.tile_memory_mb,
+        )
+        started = time.perf_counter()
+        engines.warm(devices)  # every model on every device, converted and sized, before taking traffic
+        for device in devices:
             name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
             metrics.DEVICE_INFO.labels(str(device), name).set(1)
-        cost = CostModel.count(registry, devices[0], settings.precision)
+        log.info("engines ready in %.1f s: %s", time.perf_counter() - started, engines.describe())
+        cost = CostModel.count(registry, devices[0])
         objective = settings.latency_objective_s or (
             GPU_LATENCY_OBJECTIVE_S if devices[0].type == "cuda" else CPU_LATENCY_OBJECTIVE_S
         )
         metrics.LATENCY_OBJECTIVE.set(objective)
         batcher = Batcher(
-            model_for=registry.model,
+            engine_for=engines.engine,
             devices=devices,
             max_batch=settings.max_batch_size,
             max_wait_s=settings.max_batch_wait_ms / 1000,
             max_queue=settings.max_queue,
-            precision=settings.precision,
             on_batch=cost.observe,
         )
         batcher.start()
@@ -83,7 +93,7 @@ class Runtime:
             batcher=batcher,
             codec_pool=ThreadPoolExecutor(settings.codec_threads, thread_name_prefix="rescale-codec"),
             devices=devices,
-            tiling=Tiling(tile=settings.tile_lr, overlap=settings.tile_overlap_lr),
+            engines=engines,
             cost=cost,
         )
 

@@ -29,7 +29,7 @@ class FakeModel:
 
 def make(model: FakeModel, **kw) -> Batcher:
     options = dict(max_batch=4, max_wait_s=0.1, max_queue=16) | kw
-    batcher = Batcher(model_for=lambda wid, device: model, devices=[torch.device("cpu")], **options)
+    batcher = Batcher(engine_for=lambda wid, device: model, devices=[torch.device("cpu")], **options)
     batcher.start()
     return batcher
 

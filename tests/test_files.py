@@ -23,7 +23,7 @@ from models.files.errors import (
     UnsupportedFormatError,
 )
 from models.files.header import Header, dump_header
-from models.pipeline import Downscaled
+from models.inference.pipeline import Downscaled
 
 WID = "0123456789abcdef"
 

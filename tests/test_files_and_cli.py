@@ -8,8 +8,8 @@ from models.bicubic import bicubic_round_trip, modcrop
 from models.checkpoint import load_model
 from models.cli import main
 from models.images import list_images, load_rgb
+from models.inference.pipeline import downscale_image, upscale_image
 from models.metrics import psnr_y, ssim_y
-from models.pipeline import downscale_image, upscale_image
 from models.plots import plot_loss_curves
 from models.registry import Registry, weights_id
 from tests.conftest import SHARED_DATA

@@ -3,7 +3,7 @@ import torch
 
 from models.haar import HaarDownsampling
 from models.images import to_tensor
-from models.invertible_rescaler import InvertibleRescaler, RescalerConfig
+from models.networks.invertible_rescaler import InvertibleRescaler, RescalerConfig
 from models.quantize import quantize_alpha
 from models.rescaler import VARIANTS, ModelConfig, Rescaler
 from tests.conftest import perturbed, tiny_config

@@ -249,13 +249,13 @@ def test_full_queue_answers_503_with_retry_after(weights, photo):
                 return post_image(c, "/upscale", b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
 
         with ThreadPoolExecutor(3) as pool:
-            first = pool.submit(one, 0.0)  # its 9 tiles wait for their batch
+            first = pool.submit(one, 0.0)  # its 6 equal tiles (3 x 2 of at most 16 LR px) wait for their batch
             second, third = pool.submit(one, 0.5), pool.submit(corrupt, 0.5)
             first, second, third = first.result(), second.result(), third.result()
     assert first.status_code == 200  # an empty queue takes a request of any size
     assert second.status_code == 503
     assert second.json()["code"] == "queue_full" and second.headers["retry-after"] == "2"
-    assert "the queue holds 9 of 1 inputs" in second.json()["message"]
+    assert "the queue holds 6 of 1 inputs" in second.json()["message"]
     # decided before the upload is decoded: a corrupt file gets the 503, not its 400
     assert third.status_code == 503 and third.json()["code"] == "queue_full"
 

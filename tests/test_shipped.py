@@ -11,8 +11,8 @@ from models.checkpoint import sha256_file
 from models.evaluation.evaluate import Method, round_trip_file
 from models.evaluation.rate_distortion import bicubic_lossy_round_trip
 from models.evaluation.report import BASE_OF
+from models.inference.pipeline import downscale_image
 from models.metrics import psnr_y
-from models.pipeline import downscale_image
 from models.publish import read_manifest
 from models.registry import SHIPPED, Registry
 from tests.service_helpers import png_bytes, running_server

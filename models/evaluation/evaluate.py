@@ -25,8 +25,8 @@ from models.evaluation.rate_distortion import bicubic_lossy_round_trip, lossy_co
 from models.files.containers import png_header_text, write_png
 from models.files.errors import MetadataTooLargeError
 from models.images import load_rgb
+from models.inference.pipeline import Downscaled, downscale_image, upscale_image
 from models.metrics import psnr_y, ssim_y
-from models.pipeline import Downscaled, downscale_image, upscale_image
 from models.pools import ImageSet
 from models.registry import Entry, Registry
 from models.rescaler import VARIANTS, Rescaler

@@ -1,2 +1,2 @@
-"""Networks added to the invertible rescaler (the rescaler itself, its couplings and Haar levels predate this
-package and stay in models/)."""
+"""The networks: the invertible rescaler (its couplings and Haar levels still in models/) and what is added to
+it (the LR restorer)."""

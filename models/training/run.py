@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from models.checkpoint import WEIGHTS_FILE, load_matching, save_model, training_meta
-from models.devices import pick_device
+from models.inference.devices import pick_device
 from models.plots import plot_loss_curves
 from models.rescaler import ModelConfig, Rescaler
 from models.training.losses import (

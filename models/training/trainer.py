@@ -17,7 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from models.checkpoint import load_training_state, save_training_state
-from models.precision import PRECISIONS, autocast
+from models.inference.precision import PRECISIONS, autocast
 
 SCHEDULES = ("cosine", "step", "constant")
 

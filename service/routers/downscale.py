@@ -5,7 +5,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from models import files
 from models.files.photos import BACKGROUND_NAME, TRANSPARENCY, decode_photo
-from models.pipeline import plan_downscale
+from models.inference.pipeline import plan_downscale
 from service.caching import cache_headers, etag_for, not_modified
 from service.catalogue import MODELS
 from service.errors import ServiceError
@@ -78,7 +78,9 @@ async def downscale(
         ),
     )
     runtime.cost.check(entry.weights_id, "encode", image.shape[:2], runtime.settings.request_timeout_s)
-    inputs, assemble = await runtime.in_codec_pool(plan_downscale, entry.config, image, runtime.tiling)
+    inputs, assemble = await runtime.in_codec_pool(
+        plan_downscale, entry.config, image, runtime.engines.tiling(entry.weights_id)
+    )
     outputs = await run_model(runtime, request, "encode", entry.weights_id, inputs, timings)
     body = await timings.timed(
         "encode",

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from models import files
 from models.files.errors import ImageTooLargeError
-from models.pipeline import plan_upscale
+from models.inference.pipeline import plan_upscale
 from service.caching import cache_headers, etag_for, not_modified
 from service.inference import Timings, finish, refuse_when_busy, run_model
 from service.routers.downscale import Format, Mode, ModelName, Scale
@@ -76,7 +76,9 @@ async def upscale(
     if h * w > runtime.settings.max_pixels:
         raise ImageTooLargeError(f"upscaled size {w}x{h} is over the {runtime.settings.max_pixels:,}-pixel limit")
     runtime.cost.check(entry.weights_id, "decode", (h, w), runtime.settings.request_timeout_s)
-    inputs, assemble = await runtime.in_codec_pool(plan_upscale, entry.config, downscaled, runtime.tiling)
+    inputs, assemble = await runtime.in_codec_pool(
+        plan_upscale, entry.config, downscaled, runtime.engines.tiling(entry.weights_id)
+    )
     outputs = await run_model(runtime, request, "decode", entry.weights_id, inputs, timings)
     body = await timings.timed(
         "encode", runtime.in_codec_pool(lambda: encode_image(assemble(outputs), format.value, quality))

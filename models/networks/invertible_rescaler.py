@@ -148,7 +148,8 @@ class InvertibleRescaler(nn.Module):
             raise ValueError(f"expected an LR with {self.config.lr_channels} channels, got {lr.shape[1]}")
         if self.config.alpha:
             c = self.config.image_channels
-            lr = torch.cat([lr[:, :c], torch.logit(lr[:, c:])], dim=1)
+            alpha = lr[:, c:]
+            lr = torch.cat([lr[:, :c], torch.log(alpha) - torch.log1p(-alpha)], dim=1)  # logit, which OpenVINO lacks
         if z is None:
             z = lr.new_zeros(lr.shape[0], self.config.z_channels, *lr.shape[2:])
         h = torch.cat([lr, z], dim=1)  # (B, total_channels, h, w)

@@ -5,11 +5,11 @@ for -M whose code is 1/4 of the LR size) are padded at the bottom and right by
 mirroring (edge-repeat where the image is smaller than the pad), so the LR covers the
 padded size; upscaling crops the HR back to the original size recorded with the LR.
 
-Large images go through in tiles so memory stays bounded: the LR grid is cut into
-`tile` x `tile` cores, each processed with `overlap` LR pixels of context on every side
-(clipped at the image border) and only its core kept. Each direction is planned as a
-list of same-kind model inputs plus an `assemble` function, so a caller (the service's
-batcher) can run the inputs however it likes.
+Large images go through in equal tiles so memory stays bounded (models/inference/tiles.py):
+each tile is at most `tile` LR pixels a side and carries `overlap` LR pixels of context
+around the core it keeps. Each direction is planned as a list of same-kind model inputs
+plus an `assemble` function, so a caller (the service's batcher) can run the inputs however
+it likes.
 """
 
 from collections.abc import Callable
@@ -20,6 +20,8 @@ import torch
 from torch.nn import functional as F
 
 from models.images import to_tensor, to_uint8_image
+from models.inference.engines import Engine, TorchEngine
+from models.inference.tiles import WHOLE_IMAGE, Tiling, plan_tiles
 from models.latent_codec import CODE_REDUCTION
 from models.quantize import from_uint8, to_uint8
 from models.rescaler import Encoded, ModelConfig, Rescaler
@@ -51,55 +53,7 @@ def pad_bottom_right(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
 
 
 DEFAULT_TILE_LR = 192  # what the service and the CLI use: both give the same bytes
-DEFAULT_OVERLAP_LR = 24
-
-
-@dataclass(frozen=True)
-class Tiling:
-    tile: int = 0  # LR pixels per tile side; 0 = whole image
-    overlap: int = DEFAULT_OVERLAP_LR  # LR pixels of context around each tile
-
-    def __post_init__(self) -> None:
-        if self.tile < 0 or self.overlap < 0:
-            raise ValueError(f"tile and overlap must be >= 0, got {self.tile} and {self.overlap}")
-
-
-@dataclass(frozen=True)
-class Box:
-    y0: int
-    y1: int
-    x0: int
-    x1: int
-
-    def scaled(self, k: int) -> "Box":
-        return Box(self.y0 * k, self.y1 * k, self.x0 * k, self.x1 * k)
-
-    def divided(self, k: int) -> "Box":
-        return Box(self.y0 // k, self.y1 // k, self.x0 // k, self.x1 // k)
-
-    def within(self, outer: "Box") -> "Box":
-        """This box in the coordinates of `outer`."""
-        return Box(self.y0 - outer.y0, self.y1 - outer.y0, self.x0 - outer.x0, self.x1 - outer.x0)
-
-
-def _round_up(x: int, m: int) -> int:
-    return -(-x // m) * m
-
-
-def plan_tiles(lr_size: tuple[int, int], tiling: Tiling, align: int = 1) -> list[tuple[Box, Box]]:
-    """(core, context) boxes in LR pixels; boxes start on multiples of `align`."""
-    h, w = lr_size
-    if not tiling.tile or (h <= tiling.tile and w <= tiling.tile):
-        whole = Box(0, h, 0, w)
-        return [(whole, whole)]
-    t, o = max(align, tiling.tile // align * align), _round_up(tiling.overlap, align)
-    tiles = []
-    for y0 in range(0, h, t):
-        for x0 in range(0, w, t):
-            core = Box(y0, min(y0 + t, h), x0, min(x0 + t, w))
-            context = Box(max(0, core.y0 - o), min(h, core.y1 + o), max(0, core.x0 - o), min(w, core.x1 + o))
-            tiles.append((core, context))
-    return tiles
+DEFAULT_OVERLAP_LR = 24  # for models without a measured context (models/inference/context.py)
 
 
 def _align(config: ModelConfig) -> int:
@@ -107,7 +61,7 @@ def _align(config: ModelConfig) -> int:
 
 
 def plan_downscale(
-    config: ModelConfig, image: np.ndarray, tiling: Tiling = Tiling()
+    config: ModelConfig, image: np.ndarray, tiling: Tiling = WHOLE_IMAGE
 ) -> tuple[list[torch.Tensor], Callable[[list[Encoded]], Downscaled]]:
     """(H, W, 3) uint8 -> HR inputs (1, 3, h, w) for `model.encode`, and how to assemble their outputs."""
     s = config.scale
@@ -138,7 +92,7 @@ def plan_downscale(
 
 
 def plan_upscale(
-    config: ModelConfig, downscaled: Downscaled, tiling: Tiling = Tiling()
+    config: ModelConfig, downscaled: Downscaled, tiling: Tiling = WHOLE_IMAGE
 ) -> tuple[list[Encoded], Callable[[list[torch.Tensor]], np.ndarray]]:
     """What a file carries -> inputs for `model.decode`, and how to assemble the HR (H, W, 3) uint8."""
     s, m = config.scale, config.size_multiple
@@ -172,18 +126,19 @@ def plan_upscale(
     return inputs, assemble
 
 
-def _device(model: Rescaler) -> torch.device:
-    return next(model.parameters()).device
+def _engine(model: Engine | Rescaler) -> Engine:
+    return TorchEngine(model) if isinstance(model, Rescaler) else model
 
 
-def downscale_image(model: Rescaler, image: np.ndarray, tiling: Tiling = Tiling()) -> Downscaled:
+def downscale_image(model: Engine | Rescaler, image: np.ndarray, tiling: Tiling = WHOLE_IMAGE) -> Downscaled:
     """(H, W, 3) uint8 -> what a file carries, computed here one tile at a time."""
-    inputs, assemble = plan_downscale(model.config, image, tiling)
-    return assemble([model.encode(x.to(_device(model))) for x in inputs])
+    engine = _engine(model)
+    inputs, assemble = plan_downscale(engine.config, image, tiling)
+    return assemble([engine.encode(x) for x in inputs])
 
 
-def upscale_image(model: Rescaler, downscaled: Downscaled, tiling: Tiling = Tiling()) -> np.ndarray:
+def upscale_image(model: Engine | Rescaler, downscaled: Downscaled, tiling: Tiling = WHOLE_IMAGE) -> np.ndarray:
     """What a file carries -> (H, W, 3) uint8 at the original size."""
-    inputs, assemble = plan_upscale(model.config, downscaled, tiling)
-    device = _device(model)
-    return assemble([model.decode(e.to(device)) for e in inputs])
+    engine = _engine(model)
+    inputs, assemble = plan_upscale(engine.config, downscaled, tiling)
+    return assemble([engine.decode(e).cpu() for e in inputs])

@@ -1,0 +1,97 @@
+"""The engines: OpenVINO gives what eager PyTorch gives (within one 8-bit code), shipped models tile within
+one code of whole-image work at their measured context, and precision is chosen by what the device has."""
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoint import load_model
+from models.inference import engines
+from models.inference.engines import (
+    EngineSet,
+    OpenVINOEngine,
+    TorchEngine,
+    default_cache_dir,
+    make_engine,
+    resolve_precision,
+)
+from models.inference.pipeline import downscale_image, upscale_image
+from models.inference.tiles import Tiling
+from models.registry import Registry
+from tests.conftest import SHARED_DATA
+
+pytest.importorskip("openvino")
+
+
+def codes_apart(a: np.ndarray | None, b: np.ndarray | None) -> int:
+    return 0 if a is None else int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
+def file_contents_apart(a, b) -> int:
+    return max(codes_apart(getattr(a, k), getattr(b, k)) for k in ("rgb", "alpha", "code"))
+
+
+@pytest.mark.parametrize(("variant", "scale"), [("irn", 2), ("irn-a", 4), ("irn-m", 2), ("dlv-irn-m", 4)])
+def test_openvino_matches_eager_fp32_within_one_code(model_folder, photo, tmp_path, variant, scale):
+    model = load_model(model_folder(variant, scale))
+    cache = tmp_path / "cache"
+    engine = make_engine(model, key=f"test-{variant}-{scale}", backend="openvino", cache_dir=cache)
+    assert isinstance(engine, OpenVINOEngine)
+    eager, converted = downscale_image(model, photo), downscale_image(engine, photo)
+    assert file_contents_apart(eager, converted) <= 1
+    assert codes_apart(upscale_image(model, eager), upscale_image(engine, eager)) <= 1
+    if model.config.metadata:  # a -M file whose code was stripped: the graph without the code input
+        eager.code = None
+        assert codes_apart(upscale_image(model, eager), upscale_image(engine, eager)) <= 1
+    # a second engine reads the converted graphs from the cache instead of converting again
+    graphs = 3 if model.config.metadata else 2  # encode, decode (and decode with the code)
+    assert sorted(p.suffix for p in cache.iterdir()) == [".bin"] * graphs + [".xml"] * graphs
+    again = make_engine(model, key=f"test-{variant}-{scale}", backend="openvino", cache_dir=cache)
+    assert file_contents_apart(downscale_image(again, photo), converted) == 0
+
+
+def test_a_torn_cache_file_is_converted_again(model_folder, photo, tmp_path):
+    model = load_model(model_folder("irn", 2))
+    cache = tmp_path / "cache"
+    make_engine(model, key="torn", backend="openvino", cache_dir=cache).warm()
+    for xml in cache.glob("*.xml"):
+        xml.write_text("<net")  # cut short
+    engine = make_engine(model, key="torn", backend="openvino", cache_dir=cache)
+    assert file_contents_apart(downscale_image(engine, photo), downscale_image(model, photo)) <= 1
+
+
+def test_shipped_models_tile_within_one_code_of_the_whole_image_at_their_measured_context():
+    """On a photo the contexts were not measured on, with the shipped engine (OpenVINO on the CPU)."""
+    path = SHARED_DATA / "eval" / "ocean_waves.png"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    from models.images import load_rgb
+
+    image = load_rgb(path)[200:456, 300:620]
+    registry = Registry()
+    engines_ = EngineSet(registry, cache_dir=default_cache_dir())  # the graphs the test servers reuse
+    for wid, entry in registry.entries.items():
+        engine, tiling = engines_.engine(wid), engines_.tiling(wid)
+        small = Tiling(tile=2 * tiling.overlap + 24, overlap=tiling.overlap)  # many seams on a small image
+        whole, tiled = downscale_image(engine, image), downscale_image(engine, image, small)
+        assert file_contents_apart(whole, tiled) <= 1, entry.label
+        assert codes_apart(upscale_image(engine, whole), upscale_image(engine, whole, small)) <= 1, entry.label
+
+
+def test_bf16_only_where_the_device_computes_it(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(engines, "native_bf16", lambda device: False)
+    assert resolve_precision("bf16", cpu) == "fp32" and resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(engines, "native_bf16", lambda device: True)
+    assert resolve_precision("bf16", cpu) == "bf16" and resolve_precision("auto", cpu) == "bf16"
+    assert resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ValueError, match="precision must be fp32, bf16 or auto; got 'fp16'"):
+        resolve_precision("fp16", cpu)
+
+
+def test_backend_choice(model_folder):
+    model = load_model(model_folder("irn", 2))
+    assert isinstance(make_engine(model, key="k", backend="torch"), TorchEngine)
+    assert isinstance(make_engine(model, key="k", backend="auto"), OpenVINOEngine)  # the CPU, openvino installed
+    with pytest.raises(ValueError, match="backend must be one of auto, torch, openvino; got 'onnx'"):
+        make_engine(model, key="k", backend="onnx")
