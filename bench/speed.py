@@ -301,7 +301,8 @@ def service_rows(engines, entry, crop: np.ndarray, flops: dict, peak: float, arg
     mp = crop.shape[0] * crop.shape[1] / 1e6
     down = pipeline.downscale_image(engines.engine(wid), crop, engines.tiling(wid))
     lr_body = files.encode(down, variant=variant, scale=scale, weights_id=wid, format="png")
-    params = {"variant": variant, "scale": str(scale)}
+    mode = "alpha" if entry.config.alpha else "metadata" if entry.config.metadata else "plain"
+    params = {"mode": mode, "model": entry.config.base, "scale": str(scale)}
     legacy = {"RESCALE_BACKEND": "torch", "RESCALE_TILE_LR": "240", "RESCALE_TILE_OVERLAP_LR": "24"}
     for label, env in (("before: eager fp32, 240-px tiles + 24 px", legacy), ("now: defaults", {})):
         with serving({**env, "RESCALE_TORCH_THREADS": str(args.threads)}) as url:
@@ -311,7 +312,7 @@ def service_rows(engines, entry, crop: np.ndarray, flops: dict, peak: float, arg
                         res = http_seconds_per_mp(url, png(crop), lr_body, params, mp, concurrency, args.requests)
                     for direction, seconds in res.items():
                         how = f"{label}; concurrency {concurrency}" + ("; a busy process beside it" if busy else "")
-                        share = flops[direction] / seconds / peak * 1e-6
+                        share = flops[direction] * 1e6 / seconds / peak
                         print(
                             f"| service over HTTP, {crop.shape[1]}^2 PNG | {direction} | {how} | "
                             f"{seconds:.2f} | {share:.0%} | |"

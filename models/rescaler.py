@@ -100,6 +100,13 @@ class ModelConfig:
         return cls(**data)
 
 
+def lr_lengths(hr_length: int, scale: int, multiple: int) -> tuple[int, ...]:
+    """The LR lengths a file may carry for an HR length: ceil(H / s), what every file is written with, and for
+    -M files written before that (`multiple` = 4 x s, the code's grid), the LR of the padded HR."""
+    exact, padded = -(-hr_length // scale), -(-hr_length // multiple) * multiple // scale
+    return (exact,) if padded == exact else (exact, padded)
+
+
 @dataclass
 class Encoded:
     """What a file carries, as floats on the k/255 grid."""

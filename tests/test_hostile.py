@@ -115,8 +115,8 @@ def test_an_integer_of_more_than_4300_digits_is_a_header_error():
         parse_header(text, max_pixels=10**8, image_size=(1000, 1000))
 
 
-def test_metadata_file_whose_lr_is_not_a_multiple_of_the_code_grid(client, photo):
-    """A -M header that declares a 1x1 LR (HR 1x1) over a 1x1 image reached the model and raised there."""
+def test_metadata_file_whose_code_does_not_cover_its_lr(client, photo):
+    """A -M header that declares a 1x1 LR (HR 1x1) with an empty code reached the model and raised there."""
     data = lr_file(client, photo, mode="metadata")
     meta = json.loads(header_of(data))
     meta.update(hr_size=[1, 1], lr_size=[1, 1], padding=[1, 1])
@@ -124,8 +124,8 @@ def test_metadata_file_whose_lr_is_not_a_multiple_of_the_code_grid(client, photo
     tiny = write_png(np.zeros((1, 1, 3), np.uint8), None, json.dumps(meta))
     response = post(client, "/upscale", tiny)
     assert response.status_code == 422, response.text
-    assert response.json()["code"] == "bad_header"
-    assert response.json()["message"] == "LR height 1 at x2 is not a multiple of 4 for irn-m"
+    assert response.json()["code"] == "bad_latent"
+    assert response.json()["message"] == "code shape [4, 0, 0] does not match the LR: expected [4, 1, 1]"
 
 
 # -- mutation fuzz -------------------------------------------------------------------------------

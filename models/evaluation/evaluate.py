@@ -25,6 +25,7 @@ from models.evaluation.rate_distortion import bicubic_lossy_round_trip, lossy_co
 from models.files.containers import png_header_text, write_png
 from models.files.errors import MetadataTooLargeError
 from models.images import load_rgb
+from models.inference.engines import Engine, EngineSet, default_cache_dir
 from models.inference.pipeline import Downscaled, downscale_image, upscale_image
 from models.metrics import psnr_y, ssim_y
 from models.pools import ImageSet
@@ -113,7 +114,7 @@ def reference_round_trip(hr: np.ndarray, scale: int, method: Method) -> tuple[np
 
 
 def round_trip_file(
-    model: Rescaler,
+    model: Engine | Rescaler,
     entry: Entry,
     image: np.ndarray,
     method: Method | None = None,
@@ -198,8 +199,11 @@ def evaluate(
     log=print,
     on_rows=None,
 ) -> list[dict]:
-    """Rows of Table 3; `on_rows(rows)` gets the rows so far after each model, so a caller can save them."""
+    """Rows of Table 3; `on_rows(rows)` gets the rows so far after each model, so a caller can save them.
+
+    Each model runs on the product's engine (OpenVINO on the CPU), on whole images."""
     rows: list[dict] = []
+    engines = EngineSet(registry, cache_dir=default_cache_dir())
     for scale in scales:
         references = [Method(None)] + [Method(None, f, q) for f, q in lossy or []]
         references += [Method(None, f, q, original=True) for f, q in lossy or []]
@@ -217,7 +221,7 @@ def evaluate(
                 if all(k is not None for k in known):
                     summaries[image_set.name] = known
                     continue
-                model = None if entry is None else registry.model(entry.weights_id, device)
+                model = None if entry is None else engines.engine(entry.weights_id, device)
                 scores = [Score() for _ in methods]
                 for path in paths:
                     hr = modcrop(load_rgb(path), scale)

@@ -27,7 +27,7 @@ from models.files.errors import (
     WeightsMismatchError,
 )
 from models.latent_codec import CODE_CHANNELS, CODE_REDUCTION
-from models.rescaler import VARIANTS
+from models.rescaler import VARIANTS, lr_lengths
 
 FORMAT_VERSION = 1
 WEIGHTS_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -136,12 +136,12 @@ def parse_header(
     hr, lr = _size(meta, "hr_size"), _size(meta, "lr_size")
     if hr[0] * hr[1] > max_pixels:
         raise ImageTooLargeError(f"declared original size {hr[1]}x{hr[0]} is over the {max_pixels:,}-pixel limit")
-    m = size_multiple(variant, scale)
     for axis, name in ((0, "height"), (1, "width")):
-        if lr[axis] * scale % m:
-            raise HeaderError(f"LR {name} {lr[axis]} at x{scale} is not a multiple of {m // scale} for {variant}")
-        if not lr[axis] * scale - m < hr[axis] <= lr[axis] * scale:
-            raise HeaderError(f"original {name} {hr[axis]} does not fit an LR {name} of {lr[axis]} at x{scale}")
+        if lr[axis] not in lr_lengths(hr[axis], scale, size_multiple(variant, scale)):
+            raise HeaderError(
+                f"original {name} {hr[axis]} does not fit an LR {name} of {lr[axis]} at x{scale} "
+                f"(expected {lr_lengths(hr[axis], scale, size_multiple(variant, scale))[0]})"
+            )
     header = Header(
         variant=variant,
         scale=scale,
@@ -175,7 +175,7 @@ def check_weights(header: Header, variant: str, scale: int) -> None:
 def _parse_code(code: object, lr: tuple[int, int]) -> np.ndarray:
     if not isinstance(code, dict):
         raise LatentError("header field 'code' must be an object")
-    expected = [CODE_CHANNELS, lr[0] // CODE_REDUCTION, lr[1] // CODE_REDUCTION]
+    expected = [CODE_CHANNELS, -(-lr[0] // CODE_REDUCTION), -(-lr[1] // CODE_REDUCTION)]
     if code.get("shape") != expected:
         raise LatentError(f"code shape {code.get('shape')!r} does not match the LR: expected {expected}")
     if code.get("dtype") != "uint8" or code.get("compression") != "zlib":

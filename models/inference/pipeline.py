@@ -2,8 +2,11 @@
 
 Sizes that are not a multiple of the model's `size_multiple` (the scale, or 4 x scale
 for -M whose code is 1/4 of the LR size) are padded at the bottom and right by
-mirroring (edge-repeat where the image is smaller than the pad), so the LR covers the
-padded size; upscaling crops the HR back to the original size recorded with the LR.
+mirroring (edge-repeat where the image is smaller than the pad). The LR a file carries is
+always ceil(H / s) x ceil(W / s), a thumbnail of known size: for -M the LR of the padded
+rows and columns is dropped (the code keeps its grid of ceil(h / 4) x ceil(w / 4) cells) and
+upscaling mirrors the LR back to the code's grid before the inverse. Upscaling crops the HR
+to the original size recorded with the LR.
 
 Large images go through in equal tiles so memory stays bounded (models/inference/tiles.py):
 each tile is at most `tile` LR pixels a side and carries `overlap` LR pixels of context
@@ -24,7 +27,7 @@ from models.inference.engines import Engine, TorchEngine
 from models.inference.tiles import WHOLE_IMAGE, Tiling, plan_tiles
 from models.latent_codec import CODE_REDUCTION
 from models.quantize import from_uint8, to_uint8
-from models.rescaler import Encoded, ModelConfig, Rescaler
+from models.rescaler import Encoded, ModelConfig, Rescaler, lr_lengths
 
 
 @dataclass
@@ -86,6 +89,10 @@ def plan_downscale(
             if out.code is not None:
                 c, rc = core.divided(CODE_REDUCTION), r.divided(CODE_REDUCTION)
                 out.code[:, c.y0 : c.y1, c.x0 : c.x1] = to_uint8(enc.code[0, :, rc.y0 : rc.y1, rc.x0 : rc.x1]).cpu()
+        eh, ew = -(-image.shape[0] // s), -(-image.shape[1] // s)  # the thumbnail: ceil(H / s) x ceil(W / s)
+        out.rgb = np.ascontiguousarray(out.rgb[:eh, :ew])
+        if out.alpha is not None:
+            out.alpha = np.ascontiguousarray(out.alpha[:eh, :ew])
         return out
 
     return inputs, assemble
@@ -97,12 +104,16 @@ def plan_upscale(
     """What a file carries -> inputs for `model.decode`, and how to assemble the HR (H, W, 3) uint8."""
     s, m = config.scale, config.size_multiple
     (h, w), (H, W) = downscaled.lr_size, downscaled.hr_size
-    if not (h * s - m < H <= h * s and w * s - m < W <= w * s):
+    if h not in lr_lengths(H, s, m) or w not in lr_lengths(W, s, m):
         raise ValueError(f"original size {H}x{W} does not fit an LR of {h}x{w} at x{s}")
     if config.alpha and downscaled.alpha is None:
         raise ValueError(f"{config.variant} needs the alpha channel")
-    rgb = to_tensor(downscaled.rgb)
-    alpha = None if downscaled.alpha is None else from_uint8(torch.from_numpy(downscaled.alpha))[None, None]
+    grid = padding_for((h * s, w * s), m)  # -M: the LR mirrored out to the code's grid
+    h, w = h + grid[0] // s, w + grid[1] // s
+    rgb = pad_bottom_right(to_tensor(downscaled.rgb), grid[0] // s, grid[1] // s)
+    alpha = None
+    if downscaled.alpha is not None:
+        alpha = pad_bottom_right(from_uint8(torch.from_numpy(downscaled.alpha))[None, None], grid[0] // s, grid[1] // s)
     code = None if downscaled.code is None else from_uint8(torch.from_numpy(downscaled.code))[None]
     tiles = plan_tiles((h, w), tiling, _align(config))
     inputs = []
