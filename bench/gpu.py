@@ -12,16 +12,12 @@ takes about 520 ms a direction for 1080p x4 on a P100; the aim is under 50 ms.
 
 import argparse
 import io
-import os
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numpy as np
 import torch
+from loopback import serving  # bench/, beside this script
 from PIL import Image
 
 from models.images import load_rgb
@@ -82,38 +78,6 @@ def network_latencies(model, hr: torch.Tensor) -> None:
                 print(f"| {direction} | {label} | {ms:.1f} ms | {diff:.2f} |", flush=True)
             except Exception as exc:  # noqa: BLE001 - a setting this GPU or build lacks: say so, go on
                 print(f"| {direction} | {label} | failed: {type(exc).__name__}: {exc} | |", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def serving(env: dict[str, str]):
-    import httpx
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "models", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, "RESCALE_LOG_LEVEL": "warning", **env},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(1800):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("the service did not become ready")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(60)
 
 
 def service_throughput(body: bytes, scale: int, requests: int) -> None:

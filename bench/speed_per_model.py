@@ -44,8 +44,7 @@ def main() -> None:
         hr = modcrop(load_rgb(args.image), entry.config.scale)
         mp = hr.shape[0] * hr.shape[1] / 1e6
         with torch.inference_mode():
-            small = hr[:128, :128]
-            upscale_image(model, downscale_image(model, small, tiling), tiling)  # warm-up
+            upscale_image(model, downscale_image(model, hr, tiling), tiling)  # warm-up on the same image
             start = time.perf_counter()
             down = downscale_image(model, hr, tiling)
             down_s = time.perf_counter() - start

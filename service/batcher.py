@@ -72,6 +72,7 @@ class Batcher:
         engine_for: Callable[[str, torch.device], Engine],
         devices: list[torch.device],
         max_batch: int,
+        batch_room: Callable[[Item], int] | None = None,
         max_wait_s: float,
         max_queue: int,
         on_batch: Callable[[str, str, int, float], None] | None = None,
@@ -80,6 +81,8 @@ class Batcher:
         self.on_batch = on_batch  # (weights id, op, HR pixels, seconds) of every batch run
         self.devices = devices
         self.max_batch = max_batch
+        # how many inputs like this one a batch may hold within the memory bound (the largest tile runs alone)
+        self.batch_room = batch_room or (lambda item: max_batch)
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         metrics.QUEUE_CAPACITY.set(max_queue)
@@ -203,9 +206,10 @@ class Batcher:
                     continue
                 key = self._oldest_key()
                 waited = time.monotonic() - self._pending[key][0].enqueued
-                if len(self._pending[key]) >= self.max_batch or waited >= self.max_wait_s or self._stopping:
-                    batch = self._pending[key][: self.max_batch]
-                    rest = self._pending[key][self.max_batch :]
+                room = max(1, min(self.max_batch, self.batch_room(self._pending[key][0])))
+                if len(self._pending[key]) >= room or waited >= self.max_wait_s or self._stopping:
+                    batch = self._pending[key][:room]
+                    rest = self._pending[key][room:]
                     if rest:
                         self._pending[key] = rest
                     else:

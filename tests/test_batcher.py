@@ -56,6 +56,21 @@ def test_same_shaped_inputs_share_a_batch_and_come_back_in_order():
     assert model.batches == [4]
 
 
+def test_a_batch_holds_only_what_the_memory_bound_allows():
+    """Inputs whose size fills the bound run alone even when several wait; small ones still batch."""
+    model = FakeModel()
+
+    async def go():
+        batcher = make(model, batch_room=lambda item: 1 if item.payload.shape[-1] > 4 else 8)
+        big = await asyncio.gather(submit(batcher, inputs(3, size=8)))
+        small = await asyncio.gather(submit(batcher, inputs(3)))
+        await batcher.drain(5)
+        return big, small
+
+    asyncio.run(go())
+    assert model.batches == [1, 1, 1, 3]
+
+
 def test_different_shapes_batch_separately():
     model = FakeModel()
 

@@ -12,6 +12,7 @@ weights sha256, so a restarted service loads them instead.
 
 import hashlib
 import logging
+import math
 import os
 import threading
 import warnings
@@ -212,9 +213,19 @@ class OpenVINOEngine:
             return self._graphs[name]
 
     def warm(self) -> None:
-        """Convert and compile every graph now (the service does this before it takes traffic)."""
-        for name in self._graph_specs():
+        """Convert and compile every graph now and run it once on a 512^2 HR (the service does this before it
+        takes traffic): a graph's first large input costs it about 1.5 s more, once."""
+        side = math.lcm(512, self.config.size_multiple)
+        for name, (_, channels) in self._graph_specs().items():
             self._compiled(name)
+            if name == "encode":
+                self._run(name, [torch.rand(1, 3, side, side)])
+            else:
+                lr = side // self.config.scale
+                self._run(
+                    name,
+                    [torch.rand(1, ch, lr // (4 if ch == 4 else 1), lr // (4 if ch == 4 else 1)) for ch in channels],
+                )
 
     def _run(self, name: str, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         compiled, request, lock = self._compiled(name)
@@ -311,6 +322,17 @@ class EngineSet:
                     memory_mb=self.tile_memory_mb or DEFAULT_TILE_MEMORY_MB,
                 )
             return self._tilings[wid]
+
+    def batch_room(self, item) -> int:
+        """How many inputs of this item's size fit in one batch within the memory bound: the tiles were sized
+        for it, so a full tile runs alone and small images batch (the batcher caps it at its max batch)."""
+        tiling = self.tiling(item.weights_id)
+        if not tiling.tile:
+            return 1 << 30
+        scale = self.registry.get(item.weights_id).config.scale
+        payload = item.payload if item.op == "encode" else item.payload.rgb
+        pixels = payload.shape[-2] * payload.shape[-1] * (1 if item.op == "encode" else scale * scale)
+        return max(1, (tiling.tile * scale) ** 2 // pixels)
 
     def describe(self) -> str:
         """What runs each model, e.g. 'irn x4: OpenVINOEngine fp32, tiles of 334 LR px with 10 px of context'."""

@@ -1,10 +1,10 @@
 """Cutting an LR grid into equal tiles, each with enough context that its core matches whole-image work.
 
 Every tile of an image has the same size (so tiles batch together and a compiled graph sees one
-shape), no side larger than `tile`. Tiles are spread evenly from edge to edge: neighbours overlap
-by at least twice the context, each keeps the middle of that overlap as its core, and a tile at the
-border reaches the border instead of padding. The work done is n * size per axis, against the
-length of the image: 1 + 2 * overlap * (n - 1) / length.
+shape), with an area of at most `tile` squared (the memory bound). Tiles are spread evenly from
+edge to edge: neighbours overlap by at least twice the context, each keeps the middle of that
+overlap as its core, and a tile at the border reaches the border instead of padding. The work
+done is n * size per axis, against the length of the image: 1 + 2 * overlap * (n - 1) / length.
 """
 
 import itertools
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Tiling:
-    tile: int = 0  # the largest model input side in LR pixels; 0 = whole image
+    tile: int = 0  # the largest model input is tile x tile LR pixels (or an oblong of that area); 0 = whole image
     overlap: int = 24  # LR pixels of context a core needs on each side (per model: see models/inference/context.py)
 
     def __post_init__(self) -> None:
@@ -52,25 +52,17 @@ def _round_up(x: int, m: int) -> int:
 Span = tuple[int, int, int, int]  # core start, core end, context start, context end
 
 
-def split_axis(length: int, tile: int, overlap: int, align: int = 1) -> list[Span]:
-    """Equal context windows covering 0..length, starts on multiples of `align` (length must be one)."""
-    if not tile or length <= tile:
+def _split(length: int, n: int, o: int, align: int) -> list[Span] | None:
+    """`n` equal windows from 0 to `length`, neighbours sharing at least 2 * o; None where n cannot do it."""
+    if n == 1:
         return [(0, length, 0, length)]
-    if length % align:
-        raise ValueError(f"a length of {length} is not a multiple of the alignment {align}")
-    o, t = _round_up(overlap, align), tile // align * align
-    if t <= 2 * o:
-        raise ValueError(f"a tile of {tile} LR px leaves no core with {overlap} px of context at alignment {align}")
-    for n in range(2, length + 1):
-        size = min(_round_up(-(-(length + 2 * o * (n - 1)) // n), align), length)
-        if size > t:
-            continue
-        starts = [i * (length - size) // (n - 1) // align * align for i in range(n)]
-        if all(b - a <= size - 2 * o for a, b in itertools.pairwise(starts)):
-            break
+    size = min(_round_up(-(-(length + 2 * o * (n - 1)) // n), align), length)
+    starts = [i * (length - size) // (n - 1) // align * align for i in range(n)]
+    if size <= 2 * o or any(b - a > size - 2 * o or b == a for a, b in itertools.pairwise(starts)):
+        return None
     spans, core_start = [], 0
     for i, start in enumerate(starts):
-        if i + 1 < len(starts):
+        if i + 1 < n:
             shared = start + size - starts[i + 1]  # >= 2 * o
             core_end = starts[i + 1] + shared // 2 // align * align
         else:
@@ -80,10 +72,55 @@ def split_axis(length: int, tile: int, overlap: int, align: int = 1) -> list[Spa
     return spans
 
 
+def _check(length: int, align: int) -> None:
+    if length % align:
+        raise ValueError(f"a length of {length} is not a multiple of the alignment {align}")
+
+
+def split_axis(length: int, tile: int, overlap: int, align: int = 1) -> list[Span]:
+    """The fewest equal context windows of at most `tile` covering 0..length, starts on multiples of `align`."""
+    if not tile or length <= tile:
+        return [(0, length, 0, length)]
+    _check(length, align)
+    o, t = _round_up(overlap, align), tile // align * align
+    if t <= 2 * o:
+        raise ValueError(f"a tile of {tile} LR px leaves no core with {overlap} px of context at alignment {align}")
+    for n in range(max(2, -(-(length - 2 * o) // (t - 2 * o))), length + 1):  # from the fewest that can fit
+        spans = _split(length, n, o, align)
+        if spans is not None and spans[0][3] - spans[0][2] <= t:
+            return spans
+    raise ValueError(f"cannot tile {length} LR px with {tile}-px tiles and {overlap} px of context")
+
+
 def plan_tiles(lr_size: tuple[int, int], tiling: Tiling, align: int = 1) -> list[tuple[Box, Box]]:
-    """(core, context) boxes in LR pixels, every context the same size; cores partition the grid."""
-    rows = split_axis(lr_size[0], tiling.tile, tiling.overlap, align)
-    cols = split_axis(lr_size[1], tiling.tile, tiling.overlap, align)
+    """(core, context) boxes in LR pixels, every context the same size; cores partition the grid.
+
+    The memory bound is on a tile's area (`tile` squared), so tiles may be oblong: of the row splits,
+    the one whose tiles (with the fewest columns that fit the area) compute the fewest pixels wins."""
+    h, w = lr_size
+    if not tiling.tile or h * w <= tiling.tile**2:
+        return [(Box(0, h, 0, w), Box(0, h, 0, w))]
+    _check(h, align)
+    _check(w, align)
+    o = _round_up(tiling.overlap, align)
+    best: tuple[int, int, list[Span], list[Span]] | None = None
+    for n in range(1, h // align + 1):
+        rows = _split(h, n, o, align)
+        if rows is None:
+            continue
+        height = rows[0][3] - rows[0][2]
+        if best is not None and n * height * w >= best[0]:
+            break  # more rows compute more whatever the columns: the best is found
+        width = tiling.tile**2 // height
+        if width // align * align <= 2 * o:
+            continue  # rows this tall leave no room across: split them more
+        cols = split_axis(w, width, tiling.overlap, align)
+        work = len(rows) * height * len(cols) * (cols[0][3] - cols[0][2])
+        if best is None or (work, len(rows) * len(cols)) < best[:2]:
+            best = (work, len(rows) * len(cols), rows, cols)
+    if best is None:
+        raise ValueError(f"cannot tile {h}x{w} LR px in tiles of {tiling.tile}^2 with {tiling.overlap} px of context")
+    _, _, rows, cols = best
     return [(Box(r[0], r[1], c[0], c[1]), Box(r[2], r[3], c[2], c[3])) for r in rows for c in cols]
 
 
