@@ -95,3 +95,15 @@ def test_backend_choice(model_folder):
     assert isinstance(make_engine(model, key="k", backend="auto"), OpenVINOEngine)  # the CPU, openvino installed
     with pytest.raises(ValueError, match="backend must be one of auto, torch, openvino; got 'onnx'"):
         make_engine(model, key="k", backend="onnx")
+
+
+def test_the_signature_in_etags_names_the_engine_its_precision_and_the_tiles(model_folder):
+    """Backends and tilings agree within one code, not bit for bit: a strong ETag must change with them."""
+    registry = Registry([model_folder("irn", 2)], include_shipped=False)
+    (wid,) = registry.entries
+    converted = EngineSet(registry, tile_lr=64, overlap_lr=8)
+    converted.engine(wid)
+    eager = EngineSet(registry, backend="torch", tile_lr=64, overlap_lr=6)
+    eager.engine(wid)
+    assert converted.signature(wid) == "OpenVINOEngine-fp32-64-8"
+    assert eager.signature(wid) == "TorchEngine-fp32-64-6"

@@ -334,6 +334,14 @@ class EngineSet:
         pixels = payload.shape[-2] * payload.shape[-1] * (1 if item.op == "encode" else scale * scale)
         return max(1, (tiling.tile * scale) ** 2 // pixels)
 
+    def signature(self, wid: str) -> str:
+        """What decides a result's bytes besides the input and the weights: the engine, its precision and the
+        tiling (backends and tiles agree within one code, not bit for bit), e.g. 'OpenVINOEngine-fp32-385-10'."""
+        engine = next((e for (w, _), e in self._engines.items() if w == wid), None)
+        tiling = self.tiling(wid)
+        kind = f"{type(engine).__name__}-{engine.precision}" if engine is not None else "unbuilt"
+        return f"{kind}-{tiling.tile}-{tiling.overlap}"
+
     def describe(self) -> str:
         """What runs each model, e.g. 'irn x4: OpenVINOEngine fp32, tiles of 334 LR px with 10 px of context'."""
         parts = []

@@ -68,6 +68,7 @@ async def downscale(
         format=format,
         quality=quality,
         transparency=transparency,
+        engine=runtime.engines.signature(entry.weights_id),
     )
     if (cached := not_modified(request, etag, cache_control)) is not None:
         return cached

@@ -66,6 +66,7 @@ async def upscale(
             decoded = decoded.with_neutral_alpha()
     cache_control = runtime.settings.cache_control
     described = {"format": format, "quality": quality, "best_effort": best_effort}
+    described["engine"] = runtime.engines.signature(entry.weights_id)
     if decoded.header is None:  # then the caller's scale and mode chose the model
         described |= {"scale": int(scale), "mode": mode}
     etag = etag_for("upscale", data, entry.weights_id, **described)
