@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +29,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from models.images import load_rgb
 from models.inference import pipeline
+from models.inference.devices import cpu_name
 from models.inference.engines import EngineSet, make_engine
 from models.inference.precision import autocast, native_bf16
 from models.inference.tiles import Box, Tiling, work_ratio
 from models.registry import Registry
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def matmul_peak(repeats: int = 5) -> float:
@@ -102,6 +96,8 @@ class _Graph(torch.nn.Module):
 def network_rows(model, wid: str, side: int, threads: int, peak: float) -> list[str]:
     """The network alone on a whole side^2 HR image, per backend, both directions."""
     rows = []
+    precisions = ("fp32", "bf16") if native_bf16("cpu") else ("fp32",)
+    converted = {p: make_engine(model, key=wid, backend="openvino", precision=p, threads=threads) for p in precisions}
     hr = torch.rand(1, 3, side, side)
     with torch.inference_mode():
         lr = model.net.downscale(hr)[0]
@@ -150,8 +146,7 @@ def network_rows(model, wid: str, side: int, threads: int, peak: float) -> list[
             candidates["ONNX Runtime fp32"] = lambda s=session, a=array: torch.from_numpy(s.run(None, {"x": a})[0])
         except ImportError:
             pass
-        for precision in ("fp32", "bf16") if native_bf16("cpu") else ("fp32",):
-            engine = make_engine(model, key=wid, backend="openvino", precision=precision, threads=threads)
+        for precision, engine in converted.items():
             inputs = [x] if direction == "down" else [x[:, :3]] + ([x[:, 3:]] if x.shape[1] > 3 else [])
             graph_name = "encode" if direction == "down" else "decode"
             candidates[f"OpenVINO {precision}"] = lambda e=engine, n=graph_name, i=inputs: e._run(n, i)[0]
@@ -187,7 +182,7 @@ def pipeline_rows(registry, engines, wid, image, peak, flops_per_px) -> list[str
             False,
         ),
     ):
-        with legacy_tiles() if legacy else _nothing():
+        with legacy_tiles() if legacy else nullcontext():
             down_s = best_of(lambda e=engine, t=tiling: pipeline.downscale_image(e, image, t), 1)
             down = pipeline.downscale_image(engine, image, tiling)
             up_s = best_of(lambda e=engine, t=tiling, d=down: pipeline.upscale_image(e, d, t), 1)
@@ -205,11 +200,6 @@ def pipeline_rows(registry, engines, wid, image, peak, flops_per_px) -> list[str
     diff = int(np.abs(down_before.rgb.astype(int) - down_now.rgb).max())
     print(f"  LR now against before: at most {diff} codes apart ({entry.label} x{entry.config.scale})")
     return rows
-
-
-@contextmanager
-def _nothing():
-    yield
 
 
 def http_seconds_per_mp(
@@ -259,6 +249,12 @@ def busy_process(enabled: bool):
         proc.wait()
 
 
+def service_params(entry) -> dict[str, str]:
+    """The /downscale query that picks this model."""
+    mode = "alpha" if entry.config.alpha else "metadata" if entry.config.metadata else "plain"
+    return {"mode": mode, "model": entry.config.base, "scale": str(entry.config.scale)}
+
+
 def service_rows(engines, entry, crop: np.ndarray, flops: dict, peak: float, args) -> None:
     """The service over HTTP on loopback, before (eager, legacy-size tiles) and now (defaults), idle and with a
     busy process beside it; throughput in s/MP (wall time over megapixels served)."""
@@ -268,8 +264,7 @@ def service_rows(engines, entry, crop: np.ndarray, flops: dict, peak: float, arg
     mp = crop.shape[0] * crop.shape[1] / 1e6
     down = pipeline.downscale_image(engines.engine(wid), crop, engines.tiling(wid))
     lr_body = files.encode(down, variant=variant, scale=scale, weights_id=wid, format="png")
-    mode = "alpha" if entry.config.alpha else "metadata" if entry.config.metadata else "plain"
-    params = {"mode": mode, "model": entry.config.base, "scale": str(scale)}
+    params = service_params(entry)
     legacy = {"RESCALE_BACKEND": "torch", "RESCALE_TILE_LR": "240", "RESCALE_TILE_OVERLAP_LR": "24"}
     for label, env in (("before: eager fp32, 240-px tiles + 24 px", legacy), ("now: defaults", {})):
         with serving({**env, "RESCALE_TORCH_THREADS": str(args.threads)}) as url:
@@ -293,8 +288,7 @@ def twelve_megapixels(engines, entry, photo: np.ndarray) -> None:
 
     big = np.asarray(Image.fromarray(photo).resize((4000, 3000), Image.BICUBIC))
     s, m = entry.config.scale, entry.config.size_multiple
-    mode = "alpha" if entry.config.alpha else "metadata" if entry.config.metadata else "plain"
-    params = {"mode": mode, "model": entry.config.base, "scale": str(s)}
+    params = service_params(entry)
     with serving({}) as url, httpx.Client(base_url=url, timeout=600) as client:
         started = time.perf_counter()
         lr = client.post("/downscale", params=params, files={"image": ("big.png", png(big), "image/png")})

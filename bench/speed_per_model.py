@@ -7,24 +7,16 @@ CPU it ran on. Each direction is timed once after a warm-up on the same image.
 """
 
 import argparse
-import platform
 import time
-from pathlib import Path
 
 import torch
 
 from models.bicubic import modcrop
 from models.images import load_rgb
+from models.inference.devices import cpu_name
 from models.inference.engines import EngineSet
 from models.inference.pipeline import downscale_image, upscale_image
 from models.registry import Registry
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:

@@ -189,19 +189,27 @@ class Rescaler(nn.Module):
         hr_rec = self.net.upscale(lr_q, z_hat)
         return TrainingOutputs(lr_rgb=lr[:, : self.net.config.image_channels], z=z, z_hat=z_hat, hr_rec=hr_rec)
 
-    @torch.no_grad()
-    def encode(self, hr: torch.Tensor) -> Encoded:
-        """HR (B, 3, H, W) in [0, 1], H and W multiples of `config.size_multiple` -> file contents."""
+    def check_hr(self, hr: torch.Tensor) -> None:
+        """What `encode` takes, whatever runs it: H and W multiples of `config.size_multiple`."""
         m = self.config.size_multiple
         if hr.shape[-2] % m or hr.shape[-1] % m:
             raise ValueError(f"{self.config.variant} x{self.config.scale} needs sizes that are multiples of {m}")
+
+    def check_encoded(self, encoded: Encoded) -> None:
+        """What `decode` takes, whatever runs it: -A needs its alpha channel."""
+        if self.config.alpha and encoded.alpha is None:
+            raise ValueError(f"{self.config.variant} needs the alpha channel")
+
+    @torch.no_grad()
+    def encode(self, hr: torch.Tensor) -> Encoded:
+        """HR (B, 3, H, W) in [0, 1], H and W multiples of `config.size_multiple` -> file contents."""
+        self.check_hr(hr)
         return self.quantize(*self.encode_floats(hr))
 
     @torch.no_grad()
     def decode(self, encoded: Encoded) -> torch.Tensor:
         """File contents -> HR (B, 3, H, W); a missing code means z = 0 (a degraded -M file)."""
-        if self.config.alpha and encoded.alpha is None:
-            raise ValueError(f"{self.config.variant} needs the alpha channel")
+        self.check_encoded(encoded)
         return self._reconstruct(encoded)
 
     def forward(self, x: torch.Tensor, rev: bool = False):

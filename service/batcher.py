@@ -58,6 +58,12 @@ class Item:
     def key(self) -> tuple:
         return self.op, self.weights_id, _shape(self.payload)
 
+    def hr_pixels(self, engine: Engine) -> int:
+        """The HR pixels this input stands for: its own (encode), or its LR's times scale^2 (decode)."""
+        if self.op == "encode":
+            return self.payload.shape[-2] * self.payload.shape[-1]
+        return self.payload.rgb.shape[-2] * self.payload.rgb.shape[-1] * engine.config.scale**2
+
 
 @dataclass
 class BatchTiming:
@@ -72,7 +78,7 @@ class Batcher:
         engine_for: Callable[[str, torch.device], Engine],
         devices: list[torch.device],
         max_batch: int,
-        batch_room: Callable[[Item], int] | None = None,
+        batch_pixels: Callable[[str], int | None] | None = None,
         max_wait_s: float,
         max_queue: int,
         on_batch: Callable[[str, str, int, float], None] | None = None,
@@ -81,8 +87,8 @@ class Batcher:
         self.on_batch = on_batch  # (weights id, op, HR pixels, seconds) of every batch run
         self.devices = devices
         self.max_batch = max_batch
-        # how many inputs like this one a batch may hold within the memory bound (the largest tile runs alone)
-        self.batch_room = batch_room or (lambda item: max_batch)
+        # the HR pixels a batch of these weights may hold (the memory bound; None: no bound)
+        self.batch_pixels = batch_pixels or (lambda weights_id: None)
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         metrics.QUEUE_CAPACITY.set(max_queue)
@@ -196,6 +202,13 @@ class Batcher:
     def _oldest_key(self) -> tuple:
         return min(self._pending, key=lambda k: self._pending[k][0].enqueued)
 
+    def _room(self, item: Item) -> int:
+        """How many inputs like this one a batch takes: max_batch, fewer where the memory bound says so."""
+        bound = self.batch_pixels(item.weights_id)
+        if bound is None:
+            return self.max_batch
+        return max(1, min(self.max_batch, bound // item.hr_pixels(self.engine_for(item.weights_id, self.devices[0]))))
+
     def _next_batch(self) -> list[Item] | None:
         with self._cond:
             while True:
@@ -206,7 +219,7 @@ class Batcher:
                     continue
                 key = self._oldest_key()
                 waited = time.monotonic() - self._pending[key][0].enqueued
-                room = max(1, min(self.max_batch, self.batch_room(self._pending[key][0])))
+                room = self._room(self._pending[key][0])
                 if len(self._pending[key]) >= room or waited >= self.max_wait_s or self._stopping:
                     batch = self._pending[key][:room]
                     rest = self._pending[key][room:]
@@ -273,10 +286,7 @@ class Batcher:
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
         if self.on_batch is not None:
-            scale = engine.config.scale
-            rgb = [i.payload if op == "encode" else i.payload.rgb for i in items]
-            pixels = sum(t.shape[-2] * t.shape[-1] for t in rgb) * (1 if op == "encode" else scale * scale)
-            self.on_batch(wid, op, pixels, seconds)
+            self.on_batch(wid, op, sum(i.hr_pixels(engine) for i in items), seconds)
         metrics.BATCH_SIZE.observe(len(items))
         metrics.MODEL_SECONDS.labels(op).observe(seconds)
         return outputs, seconds

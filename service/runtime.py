@@ -79,7 +79,7 @@ class Runtime:
         metrics.LATENCY_OBJECTIVE.set(objective)
         batcher = Batcher(
             engine_for=engines.engine,
-            batch_room=engines.batch_room,
+            batch_pixels=engines.batch_pixels,
             devices=devices,
             max_batch=settings.max_batch_size,
             max_wait_s=settings.max_batch_wait_ms / 1000,

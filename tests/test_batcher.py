@@ -61,7 +61,7 @@ def test_a_batch_holds_only_what_the_memory_bound_allows():
     model = FakeModel()
 
     async def go():
-        batcher = make(model, batch_room=lambda item: 1 if item.payload.shape[-1] > 4 else 8)
+        batcher = make(model, batch_pixels=lambda weights_id: 64)  # one 8x8 input, or four 4x4 ones
         big = await asyncio.gather(submit(batcher, inputs(3, size=8)))
         small = await asyncio.gather(submit(batcher, inputs(3)))
         await batcher.drain(5)

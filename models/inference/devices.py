@@ -1,6 +1,7 @@
-"""Device choice: CUDA when present (this process's GPU under torchrun), else the CPU."""
+"""Device choice: CUDA when present (this process's GPU under torchrun), else the CPU; what the CPU is."""
 
 import os
+import platform
 
 import torch
 
@@ -14,3 +15,19 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but no CUDA device is available")
     return device
+
+
+def cpu_info(field: str) -> str | None:
+    """The first value of a /proc/cpuinfo field ("model name", "flags"), None where there is none."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.split(":", 1)[0].strip() == field:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_name() -> str:
+    return cpu_info("model name") or platform.processor() or platform.machine()

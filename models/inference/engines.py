@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from models.inference.precision import autocast, native_bf16
+from models.latent_codec import CODE_CHANNELS, CODE_REDUCTION
 from models.rescaler import Encoded, ModelConfig, Rescaler
 
 if TYPE_CHECKING:
@@ -157,8 +158,18 @@ class OpenVINOEngine:
         decode_inputs = [3] + ([1] if c.alpha else [])
         specs["decode"] = (lambda: _DecodeGraph(self.model, alpha=c.alpha, code=False), decode_inputs)
         if c.metadata:
-            specs["decode-code"] = (lambda: _DecodeGraph(self.model, alpha=c.alpha, code=True), [*decode_inputs, 4])
+            specs["decode-code"] = (
+                lambda: _DecodeGraph(self.model, alpha=c.alpha, code=True),
+                [*decode_inputs, CODE_CHANNELS],
+            )
         return specs
+
+    def _inputs(self, name: str, hr_side: int) -> list[torch.Tensor]:
+        """Random inputs of a graph for an HR of hr_side^2: the HR, or the LR (rgb, alpha) and the code."""
+        _, channels = self._graph_specs()[name]
+        side = hr_side if name == "encode" else hr_side // self.config.scale
+        sides = [side // CODE_REDUCTION if ch == CODE_CHANNELS else side for ch in channels]
+        return [torch.rand(1, ch, n, n) for ch, n in zip(channels, sides, strict=True)]
 
     def _cache_path(self, name: str) -> Path | None:
         import openvino as ov
@@ -177,12 +188,7 @@ class OpenVINOEngine:
                 return ov.Core().read_model(path)
             except RuntimeError as exc:  # a torn or foreign file: convert again below
                 log.warning("ignoring the cached graph %s: %s", path, exc)
-        m = self.config.size_multiple
-        s = self.config.scale
-        side = 4 * m if name == "encode" else 4 * m // s
-        example = tuple(
-            torch.rand(1, ch, side // (4 if ch == 4 else 1), side // (4 if ch == 4 else 1)) for ch in channels
-        )
+        example = tuple(self._inputs(name, 4 * self.config.size_multiple))
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: meant
             graph = ov.convert_model(build(), example_input=example, input=[_dynamic(ch) for ch in channels])
@@ -215,17 +221,8 @@ class OpenVINOEngine:
     def warm(self) -> None:
         """Convert and compile every graph now and run it once on a 512^2 HR (the service does this before it
         takes traffic): a graph's first large input costs it about 1.5 s more, once."""
-        side = math.lcm(512, self.config.size_multiple)
-        for name, (_, channels) in self._graph_specs().items():
-            self._compiled(name)
-            if name == "encode":
-                self._run(name, [torch.rand(1, 3, side, side)])
-            else:
-                lr = side // self.config.scale
-                self._run(
-                    name,
-                    [torch.rand(1, ch, lr // (4 if ch == 4 else 1), lr // (4 if ch == 4 else 1)) for ch in channels],
-                )
+        for name in self._graph_specs():
+            self._run(name, self._inputs(name, math.lcm(512, self.config.size_multiple)))
 
     def _run(self, name: str, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         compiled, request, lock = self._compiled(name)
@@ -234,15 +231,12 @@ class OpenVINOEngine:
             return [torch.from_numpy(results[out].copy()) for out in compiled.outputs]
 
     def encode(self, hr: torch.Tensor) -> Encoded:
-        m = self.config.size_multiple
-        if hr.shape[-2] % m or hr.shape[-1] % m:
-            raise ValueError(f"{self.config.variant} x{self.config.scale} needs sizes that are multiples of {m}")
+        self.model.check_hr(hr)
         outputs = self._run("encode", [hr.cpu()])
         return self.model.quantize(outputs[0], outputs[1] if len(outputs) > 1 else None)
 
     def decode(self, encoded: Encoded) -> torch.Tensor:
-        if self.config.alpha and encoded.alpha is None:
-            raise ValueError(f"{self.config.variant} needs the alpha channel")
+        self.model.check_encoded(encoded)
         inputs = [encoded.rgb] + ([encoded.alpha] if self.config.alpha else [])
         name = "decode"
         if self.config.metadata and encoded.code is not None:
@@ -323,16 +317,11 @@ class EngineSet:
                 )
             return self._tilings[wid]
 
-    def batch_room(self, item) -> int:
-        """How many inputs of this item's size fit in one batch within the memory bound: the tiles were sized
-        for it, so a full tile runs alone and small images batch (the batcher caps it at its max batch)."""
-        tiling = self.tiling(item.weights_id)
-        if not tiling.tile:
-            return 1 << 30
-        scale = self.registry.get(item.weights_id).config.scale
-        payload = item.payload if item.op == "encode" else item.payload.rgb
-        pixels = payload.shape[-2] * payload.shape[-1] * (1 if item.op == "encode" else scale * scale)
-        return max(1, (tiling.tile * scale) ** 2 // pixels)
+    def batch_pixels(self, wid: str) -> int | None:
+        """The HR pixels one batch may hold: what the largest tile was sized for (None: no bound), so a full
+        tile runs alone and small images batch."""
+        tiling = self.tiling(wid)
+        return (tiling.tile * self.registry.get(wid).config.scale) ** 2 if tiling.tile else None
 
     def signature(self, wid: str) -> str:
         """What decides a result's bytes besides the input and the weights: the engine, its precision and the

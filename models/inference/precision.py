@@ -2,6 +2,8 @@
 
 import torch
 
+from models.inference.devices import cpu_info
+
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -13,19 +15,9 @@ def autocast(device: torch.device | str, precision: str) -> torch.autocast:
     return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        for line in open("/proc/cpuinfo"):  # noqa: SIM115 - read to the first flags line
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def native_bf16(device: torch.device | str) -> bool:
     """Whether bf16 is computed in hardware here: AMX or AVX512-BF16 on a CPU, bf16 support on a GPU."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return bool(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
+    return bool(set((cpu_info("flags") or "").split()) & {"amx_bf16", "avx512_bf16"})

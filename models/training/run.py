@@ -8,7 +8,6 @@ then everything is trained jointly with eq. (2).
 import argparse
 import dataclasses
 import os
-import platform
 import tomllib
 import types
 import typing
@@ -19,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from models.checkpoint import WEIGHTS_FILE, load_matching, save_model, training_meta
-from models.inference.devices import pick_device
+from models.inference.devices import cpu_name, pick_device
 from models.plots import plot_loss_curves
 from models.rescaler import ModelConfig, Rescaler
 from models.training.losses import (
@@ -175,15 +174,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def _init_distributed() -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """Convert every model's graphs into the cache before the service starts (a container image build does this,
 so its first start loads them instead of converting: about 5 s a model here).
 
-    python -m models.inference.warm [--cache-dir DIR] [--weights FOLDER ...]
+    python -m service.warm [--cache-dir DIR] [--weights FOLDER ...]
 """
 
 import argparse
@@ -12,6 +12,7 @@ import torch
 
 from models.inference.engines import EngineSet, default_cache_dir
 from models.registry import Registry
+from service.settings import Settings
 
 
 def main() -> None:
@@ -19,8 +20,6 @@ def main() -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="default: RESCALE_COMPILE_CACHE_DIR, else ~/.cache")
     p.add_argument("--weights", nargs="*", default=[], help="model folders besides the shipped ones")
     args = p.parse_args()
-    from service.settings import Settings  # the service's own default and environment variable
-
     cache_dir = args.cache_dir or Settings().compile_cache_dir or default_cache_dir()
     started = time.perf_counter()
     engines = EngineSet(Registry(args.weights), cache_dir=cache_dir)
