@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SAMPLE ?= ../shared/data/eval/sheep.png
 
-.PHONY: serve demo test retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4 train-dlv-irn-x4 train-irn-x2-long train-irn-a-x2-long train-irn-x4-small train-irn-m-x4-small train-dlv-irn-x4-small train-irn-m-x2-long train-dlv-irn-x2 train-dlv-irn-x2-long train-dlv-irn-m-x4-small train-dlv-irn-a-x2 train-dlv-irn-a-x4 train-irn-a-x2-small train-irn-a-x4-small train-irn-a-x2-small-long train-irn-a-x4-small-long train-irn-jpeg-x2-plain train-irn-jpeg-x4-plain train-irn-jpeg-x2 train-irn-jpeg-x4
+.PHONY: serve demo test retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4 train-dlv-irn-x4 train-irn-x2-long train-irn-a-x2-long train-irn-x4-small train-irn-m-x4-small train-dlv-irn-x4-small train-irn-m-x2-long train-dlv-irn-x2 train-dlv-irn-x2-long train-dlv-irn-m-x4-small train-dlv-irn-a-x2 train-dlv-irn-a-x4 train-irn-a-x2-small train-irn-a-x4-small train-irn-a-x2-small-long train-irn-a-x4-small-long train-irn-jpeg-x2-plain train-irn-jpeg-x4-plain train-irn-jpeg-x2 train-irn-jpeg-x4 train-irn-jpeg-m-x2 train-irn-jpeg-m-x4
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -93,6 +93,14 @@ train-irn-jpeg-x2: train-irn-jpeg-x2-plain
 
 train-irn-jpeg-x4: train-irn-jpeg-x4-plain
 	$(TRAIN) --config models/configs/irn-jpeg-x4.toml
+
+# The compression-aware -M: a codec trained through Pillow's JPEG on the IRN-JPEG as published (the fp16
+# folder under models/weights, so its network is the shipped one to the bit: publish that run first)
+train-irn-jpeg-m-x2: train-irn-jpeg-x2
+	$(TRAIN) --config models/configs/irn-jpeg-m-x2.toml
+
+train-irn-jpeg-m-x4: train-irn-jpeg-x4
+	$(TRAIN) --config models/configs/irn-jpeg-m-x4.toml
 
 SHIPPED_RUNS = irn-x2-long irn-a-x2-small-long irn-m-x2-long irn-x4-small irn-a-x4-small-long irn-m-x4-small dlv-irn-x4-small dlv-irn-m-x4-small irn-jpeg-x2 irn-jpeg-x4
 retrain: $(addprefix train-,$(SHIPPED_RUNS))

@@ -17,7 +17,6 @@ from models.rescaler import ModelConfig, Rescaler
 SHIPPED = Path(__file__).parent / "weights"
 MANIFEST = SHIPPED / "manifest.json"
 ID_LENGTH = 16
-PLAIN_VARIANTS = ("irn", "dlv-irn")  # an RGB LR, nothing else: the variants that survive a lossy codec
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class Entry:
 
     @property
     def label(self) -> str:
-        """IRN, IRN-A, ... and IRN-JPEG for a compression-aware (JPEG-trained) model."""
+        """IRN, IRN-A, ... and IRN-JPEG, IRN-M-JPEG for the compression-aware (JPEG-trained) models."""
         return self.config.variant.upper() + ("-JPEG" if self.lossy else "")
 
 
@@ -77,9 +76,9 @@ class Registry:
         raise UnknownWeightsError(f"no{kind} weights for {variant} x{scale}; train them or pass --weights FOLDER")
 
     def find_for_file(self, variant: str, scale: int, fmt: str) -> Entry:
-        """The weights for a file of this format: a JPEG/WebP plain LR gets the compression-aware model where
-        one is loaded (the lossless-trained one otherwise); PNG and the -A/-M variants keep their own."""
-        if fmt != "png" and variant in PLAIN_VARIANTS:
+        """The weights for a file of this format: a JPEG/WebP LR (plain or -M) gets the compression-aware model
+        where one is loaded (the lossless-trained one otherwise); PNG and -A keep the lossless-trained ones."""
+        if fmt != "png" and not ModelConfig(variant=variant).alpha:
             try:
                 return self.find(variant, scale, lossy=True)
             except UnknownWeightsError:

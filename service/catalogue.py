@@ -13,9 +13,10 @@ class Catalogue:
 
     def resolve(self, *, model: str | None, mode: str, scale: int, format: str = "png") -> Entry:
         """The named model, or the best shipped one: DLV-IRN where present (it beats IRN), else IRN. A plain LR
-        in a lossy format gets a compression-aware model first (any base), a lossless-trained one otherwise."""
+        or -M LR in a lossy format gets a compression-aware model first (any base), a lossless-trained one
+        otherwise."""
         candidates = [model] if model else ["dlv-irn", "irn"]
-        kinds = [True, False] if format != "png" and mode == "plain" else [False]
+        kinds = [True, False] if format != "png" and mode != "alpha" else [False]
         for lossy in kinds:
             for base in candidates:
                 try:

@@ -61,3 +61,31 @@ def test_qualities_are_drawn_per_image_from_the_range():
 def test_quality_range_is_checked(lo, hi):
     with pytest.raises(ValueError, match=f"need 1 <= quality_min <= quality_max <= 100, got {lo}..{hi}"):
         LossyCodecConfig(quality_min=lo, quality_max=hi)
+
+
+def test_without_a_gradient_to_pass_the_codec_is_pillows_alone(crops):
+    """A frozen network's LR: the simulator has nothing to do, the value is Pillow's round trip."""
+    codec = LossyCodec(LossyCodecConfig(quality_min=60, quality_max=60))
+    out = codec(crops)
+    assert not out.requires_grad
+    assert torch.equal(out, pillow_jpeg(crops, torch.full((crops.shape[0],), 60.0)))
+
+
+def test_an_m_models_code_learns_through_the_jpegd_lr(crops):
+    """compression_aware_loss for -M on a frozen network: the reconstruction uses the decoded code, and the
+    gradient reaches the codec's encoder and decoder only."""
+    from models.rescaler import Rescaler
+    from models.training.losses import LossWeights, compression_aware_loss
+    from tests.conftest import perturbed, tiny_config
+
+    model = perturbed(Rescaler(tiny_config("irn-m", 2)), std=0.01, seed=0)
+    model.net.requires_grad_(False)
+    codec = LossyCodec(LossyCodecConfig(quality_min=75, quality_max=75))
+    loss, terms = compression_aware_loss(model, crops[:2, :, :32, :32], LossWeights(), codec)
+    loss.backward()
+    assert {"rec", "guide", "dist", "codec"} == set(terms)
+    for part in (model.codec.encoder[0], model.codec.decoder[-1]):
+        assert part.weight.grad is not None and part.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.net.parameters())
+    with pytest.raises(ValueError, match="compression-aware training needs an RGB LR .* not irn-a"):
+        compression_aware_loss(Rescaler(tiny_config("irn-a", 2)), crops[:2, :, :32, :32], LossWeights(), codec)

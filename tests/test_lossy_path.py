@@ -19,13 +19,15 @@ LOSSY_TRAINING = {"training": {"lossy_codec": {"quality_min": 50, "quality_max":
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict:
-    """A lossless-trained irn x2, a compression-aware irn x2 (other weights) and an irn-a x2."""
+    """Lossless-trained irn, irn-m and irn-a x2, and compression-aware irn and irn-m x2 (other weights)."""
     root = tmp_path_factory.mktemp("lossy-weights")
     out = {}
     for name, variant, seed, extra in [
         ("irn", "irn", 0, None),
         ("irn-jpeg", "irn", 1, LOSSY_TRAINING),
         ("irn-a", "irn-a", 2, None),
+        ("irn-m", "irn-m", 3, None),
+        ("irn-m-jpeg", "irn-m", 4, LOSSY_TRAINING),
     ]:
         model = perturbed(Rescaler(tiny_config(variant, 2)), std=0.005, seed=seed)
         out[name] = save_model(model, root / name, extra=extra).parent
@@ -50,6 +52,45 @@ def test_lossy_formats_get_the_compression_aware_model(client, folders, photo, f
     assert response.headers["content-type"] == f"image/{fmt}"
     with Image.open(io.BytesIO(response.content)) as image:
         assert image.format == fmt.upper() and image.size == (35, 45)  # ceil(70 / 2) x ceil(90 / 2)
+
+
+@pytest.mark.parametrize(
+    ("params", "expected", "fmt"),
+    [
+        ({"format": "jpeg"}, "irn-jpeg", "JPEG"),  # no mode: plain for a lossy format
+        ({"format": "webp", "mode": "metadata"}, "irn-m-jpeg", "WEBP"),
+        ({"format": "jpeg", "mode": "metadata"}, "irn-m-jpeg", "JPEG"),
+        ({"format": "png", "mode": "metadata"}, "irn-m", "PNG"),
+        ({}, "irn-a", "PNG"),  # no mode, no format: the -A PNG
+    ],
+)
+def test_the_default_mode_follows_the_format(client, folders, photo, params, expected, fmt):
+    response = post(client, "/downscale", png_bytes(photo), scale=2, **params)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-rescale-weights-id"] == weights_id(folders[expected])
+    with Image.open(io.BytesIO(response.content)) as image:
+        assert image.format == fmt and image.size == (35, 45)
+
+
+def test_a_compression_aware_m_file_keeps_its_code_through_a_cdn_that_keeps_exif(client, folders, photo):
+    """Re-encoded with its EXIF kept: a lossy file carries no pixel checksum (JPEG decoders differ by a code),
+    so it is upscaled with its code as it is; stripped of its EXIF, best effort upscales it with z = 0."""
+    lr = post(client, "/downscale", png_bytes(photo), scale=2, mode="metadata", format="jpeg", quality=90).content
+    with Image.open(io.BytesIO(lr)) as image:
+        exif = image.info["exif"]
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=70, exif=exif)
+    recoded = buffer.getvalue()
+    response = post(client, "/upscale", recoded)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-rescale-weights-id"] == weights_id(folders["irn-m-jpeg"])
+    assert "x-rescale-degraded" not in response.headers
+    no_code = post(client, "/upscale", strip_metadata(lr), best_effort="true", scale=2, mode="metadata")
+    assert no_code.status_code == 200, no_code.text
+    assert no_code.headers["x-rescale-weights-id"] == weights_id(folders["irn-m-jpeg"])
+    assert no_code.headers["x-rescale-degraded"] == "metadata_missing"
+    with_code, without = (np.asarray(Image.open(io.BytesIO(r.content))) for r in (response, no_code))
+    assert with_code.shape == without.shape == (90, 70, 3) and not np.array_equal(with_code, without)
 
 
 def strip_metadata(data: bytes) -> bytes:
@@ -129,6 +170,19 @@ def test_cli_takes_the_format_from_the_extension(folders, photo, tmp_path, capsy
     big = tmp_path / "big.png"
     assert main(["upscale", str(stripped), str(big), "--best-effort", "--scale", "2", *weights]) == 0
     assert "(irn x2, degraded: metadata_missing)" in capsys.readouterr().out
+    assert Image.open(big).size == (70, 90)
+
+
+def test_cli_writes_an_m_jpeg_with_the_compression_aware_m_model(folders, photo, tmp_path, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray(photo).save(src)
+    weights = ["--weights", *map(str, folders.values()), "--no-shipped"]
+    out = tmp_path / "small.webp"
+    assert main(["downscale", str(src), str(out), "--scale", "2", "--variant", "irn-m", *weights]) == 0
+    wid = weights_id(folders["irn-m-jpeg"])
+    assert f"IRN-M-JPEG x2, webp, {out.stat().st_size} bytes, weights {wid}" in capsys.readouterr().out
+    big = tmp_path / "big.png"
+    assert main(["upscale", str(out), str(big), *weights]) == 0
     assert Image.open(big).size == (70, 90)
 
 

@@ -190,11 +190,33 @@ def test_a_frozen_network_m_run_trains_the_codec_only(tmp_path, photo, capsys):
     assert all(not torch.equal(early[k], m[k]) for k in codec)  # steps 2 and 3 moved the codec only
     other_size = [*m_args, "--blocks-per-level", "2", "--out", str(tmp_path / "m2")]  # the base has 1 per level
     assert main(other_size) == 2
-    assert "freeze_network needs the whole network from" in capsys.readouterr().err
+    assert "freeze_network needs the whole network (and restorer) from" in capsys.readouterr().err
     with pytest.raises(ValueError, match="freeze_network keeps a trained network as it is: it needs an -M variant"):
         resolve_config(build_parser().parse_args(["train", "--variant", "irn-m", "--freeze-network", "true"]))
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--freeze-network", "yes"])
+
+
+def test_a_compression_aware_m_run_trains_its_codec_through_the_jpeg(tmp_path, photo, capsys):
+    """IRN-M-JPEG: a compression-aware base (network and restorer) kept to the bit, a codec trained through
+    Pillow's JPEG of the LR; a file whose code was stripped then upscales exactly as the base does."""
+    base_dir, m_dir = tmp_path / "base", tmp_path / "m"
+    base_dir.mkdir(), m_dir.mkdir()
+    lossy = ["--lossy", "true", "--quality-min", "60", "--quality-max", "90", "--restorer-layers", "2"]
+    lossy += ["--restorer-hidden", "4", "--threads", "1"]
+    assert main([*tiny_run_args("irn", photo, base_dir, 2), *lossy]) == 0
+    m_args = [*tiny_run_args("irn-m", photo, m_dir, 3), *lossy, "--codec-pretrain-steps", "1"]
+    m_args += ["--init-from", str(base_dir / "run"), "--freeze-network", "true"]
+    assert main(m_args) == 0
+    base, m = load_model(base_dir / "run").state_dict(), load_model(m_dir / "run").state_dict()
+    assert any(k.startswith("restorer.") for k in base)
+    assert all(torch.equal(base[k], m[k]) for k in base)
+    history = json.loads((m_dir / "run" / "checkpoint" / "checkpoint.json").read_text())["history"]
+    assert {"rec", "codec", "guide", "dist"} <= set(history[-1])
+    training = json.loads((m_dir / "run" / "config.json").read_text())["training"]
+    assert training["lossy_codec"] == {"quality_min": 60, "quality_max": 90, "real_forward": True}
+    with pytest.raises(ValueError, match="lossy training needs an RGB LR .* got variant 'irn-a'"):
+        resolve_config(build_parser().parse_args(["train", "--variant", "irn-a", "--lossy", "true"]))
 
 
 def test_torchrun_trains_with_two_processes(tmp_path, photo):

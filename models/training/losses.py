@@ -56,20 +56,25 @@ def rescaling_loss(model: Rescaler, hr: torch.Tensor, weights: LossWeights) -> t
 def compression_aware_loss(
     model: Rescaler, hr: torch.Tensor, weights: LossWeights, codec: LossyCodec
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The HR is reconstructed (z = 0) from the 8-bit LR after a JPEG at a quality drawn per image, so
-    the network learns an LR whose information survives the codec; guidance and z terms as in IRN."""
-    if model.config.alpha or model.config.metadata:
-        raise ValueError(f"compression-aware training needs a plain RGB LR (irn, dlv-irn), not {model.config.variant}")
+    """The HR is reconstructed from the 8-bit LR after a JPEG at a quality drawn per image, so the network
+    learns an LR whose information survives the codec; guidance and z terms as in IRN. z = 0, or for -M the
+    decoded 8-bit code, which the file keeps losslessly in its EXIF: the codec then learns the z that best
+    undoes the JPEG'd LR, not only the z of the clean one (the codec term of eq. 2 stays)."""
+    if model.config.alpha:
+        raise ValueError(f"compression-aware training needs an RGB LR (irn, irn-m, ...), not {model.config.variant}")
     w = weights.resolved(model.config.scale)
     lr, z = model.net.downscale(hr, model.sample_dlv_latent(hr))
     lr_q = quantize_unit(lr.float())
+    z_hat = None if model.codec is None else model.codec.decode(quantize_unit(model.codec.encode(z)))
     terms = {
-        "rec": w.reconstruction * charbonnier(model.net.upscale(model.restore(codec(lr_q))), hr),
+        "rec": w.reconstruction * charbonnier(model.net.upscale(model.restore(codec(lr_q)), z_hat), hr),
         "guide": w.guidance * _batch_sum((lr - bicubic_downscale(hr, model.config.scale)) ** 2),
         "dist": w.distribution * _batch_sum(z**2),
     }
+    if z_hat is not None:
+        terms["codec"] = w.codec * _batch_sum(model.codec.standardised_error(z_hat, z) ** 2)
     if w.lossless > 0:
-        terms["rec_lossless"] = w.lossless * charbonnier(model.net.upscale(model.restore(lr_q)), hr)
+        terms["rec_lossless"] = w.lossless * charbonnier(model.net.upscale(model.restore(lr_q), z_hat), hr)
     total = sum(terms.values())
     return total, {k: v.item() for k, v in terms.items()}
 

@@ -67,6 +67,8 @@ class LossyCodec(nn.Module):
     def forward(self, rgb: torch.Tensor, quality: torch.Tensor | None = None) -> torch.Tensor:
         if quality is None:
             quality = self.draw_quality(rgb.shape[0])
+        if self.config.real_forward and not rgb.requires_grad:
+            return pillow_jpeg(rgb, quality)  # nothing to differentiate (a frozen network): the real codec alone
         simulated = simulated_jpeg(rgb, quality)
         if not self.config.real_forward:
             return simulated

@@ -164,9 +164,10 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         )
     if config.lossy:
         config.lossy_codec_config()
-        if model_config.alpha or model_config.metadata:
+        if model_config.alpha:
             raise ValueError(
-                f"lossy training needs a plain RGB LR (variant irn or dlv-irn), got variant {config.variant!r}"
+                f"lossy training needs an RGB LR (variant irn, irn-m, dlv-irn or dlv-irn-m), "
+                f"got variant {config.variant!r}"
             )
     return config
 
@@ -212,12 +213,12 @@ def run_training(config: TrainConfig) -> Path:
     model = Rescaler(config.model_config())
     if config.init_from:
         taken = load_matching(model, load_file(str(Path(config.init_from) / WEIGHTS_FILE)))
-        fresh = sorted(k for k in set(model.state_dict()) - set(taken) if k.startswith("net."))
+        fresh = sorted(k for k in set(model.state_dict()) - set(taken) if k.startswith(("net.", "restorer.")))
         if config.freeze_network and fresh:
             # a frozen network must be the trained one, every tensor of it, not partly fresh blocks
             raise ValueError(
-                f"freeze_network needs the whole network from {config.init_from}, but {len(fresh)} of its "
-                f"tensors do not match there (e.g. {fresh[0]}); are blocks_per_level and scale the same?"
+                f"freeze_network needs the whole network (and restorer) from {config.init_from}, but {len(fresh)} "
+                f"of its tensors do not match there (e.g. {fresh[0]}); are blocks_per_level and scale the same?"
             )
         if rank == 0:
             print(f"warm start: {len(taken)} tensors from {config.init_from}")
@@ -268,6 +269,8 @@ def run_training(config: TrainConfig) -> Path:
 
     if config.freeze_network:
         model.net.requires_grad_(False)  # -M then degrades to exactly its base when the code is stripped
+        if model.restorer is not None:
+            model.restorer.requires_grad_(False)
     if config.lossy:
         objective = CompressionAwareObjective(model, config.loss_weights(), LossyCodec(config.lossy_codec_config()))
     else:

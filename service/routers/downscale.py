@@ -34,12 +34,16 @@ async def downscale(
     request: Request,
     runtime: RuntimeDep,
     scale: Annotated[Scale, Query(description="downscaling factor")] = Scale.x4,
-    mode: Annotated[Mode, Query(description="alpha: RGBA PNG (-A); metadata: latent in metadata (-M); plain")] = (
-        Mode.alpha
-    ),
+    mode: Annotated[
+        Mode | None,
+        Query(
+            description="alpha: RGBA PNG (-A); metadata: latent in metadata (-M); plain. "
+            "Default: alpha for png, plain for jpeg/webp"
+        ),
+    ] = None,
     format: Annotated[
         Format,
-        Query(description="png, or jpeg/webp for metadata and plain (plain: the compression-aware model)"),
+        Query(description="png, or jpeg/webp for plain and metadata (compression-aware models where shipped)"),
     ] = Format.png,
     quality: Annotated[int, Query(ge=1, le=100, description="jpeg/webp quality")] = 95,
     model: Annotated[ModelName | None, Query(description="irn or dlv-irn; default the best shipped")] = None,
@@ -50,6 +54,8 @@ async def downscale(
         ),
     ] = Transparency.composite,
 ) -> Response:
+    if mode is None:
+        mode = Mode.alpha if format == Format.png else Mode.plain
     if mode == Mode.alpha and format != Format.png:
         raise ServiceError(422, "invalid_parameter", "format: mode=alpha keeps the alpha channel, use format=png")
     refuse_when_busy(runtime)
