@@ -116,7 +116,7 @@ REUSE ?= $(wildcard docs/results/results.json)
 report: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e '.[eval]'
 	$(VENV)/bin/rescale eval --data ../shared/data/eval pypi --scales 2 4 --formats png jpeg webp --damaged \
-		--lossy jpeg:75 jpeg:90 jpeg:95 webp:90 \
+		--lossy jpeg:50 jpeg:75 jpeg:90 jpeg:95 webp:75 webp:90 --lossy-variants irn irn-m dlv-irn dlv-irn-m \
 		--figure --figure-image ../shared/data/eval/rocks.png --manifest --out docs/results --report docs/results.md \
 		$(if $(REUSE),--reuse $(REUSE))
 

@@ -227,4 +227,9 @@ def test_eval_measures_every_method_through_real_codecs(folders, photo, tmp_path
     table = report.split("## Through real codecs: rate against distortion")[1]
     assert "| x2 | jpeg q90 | " in table and "| x2 | webp q75 | " in table
     assert "![rate against distortion](eval/rate_distortion.png)" in table
+    floors = report.split("### The compression-aware models against their floors (set)")[1]
+    gain = rows["IRN-JPEG (jpeg q90)"]["psnr"] - rows["Bicubic (jpeg q90)"]["psnr"]
+    met = "yes" if gain >= 3.5 else "no"
+    assert f"| x2 | q90 | IRN-JPEG | {rows['IRN-JPEG (jpeg q90)']['psnr']:.2f} | " in floors
+    assert f"| {gain:+.2f} | +3.50 | {met} | " in floors
     assert (out / "rate_distortion.png").stat().st_size > 1000
