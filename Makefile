@@ -94,8 +94,8 @@ train-irn-jpeg-x2: train-irn-jpeg-x2-plain
 train-irn-jpeg-x4: train-irn-jpeg-x4-plain
 	$(TRAIN) --config models/configs/irn-jpeg-x4.toml
 
-# The compression-aware -M: a codec trained through Pillow's JPEG on the IRN-JPEG as published (the fp16
-# folder under models/weights, so its network is the shipped one to the bit: publish that run first)
+# The compression-aware -M (an ablation, not shipped): a codec trained through Pillow's JPEG on the IRN-JPEG
+# as published (the fp16 folder under models/weights, so its network is the shipped one to the bit)
 train-irn-jpeg-m-x2: train-irn-jpeg-x2
 	$(TRAIN) --config models/configs/irn-jpeg-m-x2.toml
 

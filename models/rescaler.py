@@ -11,7 +11,6 @@ from torch import nn
 
 from models.latent_codec import CODE_REDUCTION, LatentCodec, LatentCodecConfig
 from models.networks.invertible_rescaler import SCALES, InvertibleRescaler, RescalerConfig
-from models.networks.latent_predictor import LatentPredictor, PredictorConfig
 from models.networks.lr_restorer import LRRestorer, RestorerConfig
 from models.quantize import quantize_alpha, quantize_unit
 
@@ -32,9 +31,6 @@ class ModelConfig:
     # compression-aware models: an LR restorer of this many conv layers before the inverse (0: none)
     restorer_layers: int = 0
     restorer_hidden: int = 64
-    # and a z predictor of this many conv layers, used when the file carries no -M code (0: z = 0)
-    predictor_layers: int = 0
-    predictor_hidden: int = 64
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -52,8 +48,6 @@ class ModelConfig:
             if self.alpha:
                 raise ValueError(f"an LR restorer works on an RGB LR, not on {self.variant}'s alpha")
             self.restorer_config()
-        if self.predictor_layers:
-            self.predictor_config()
 
     @property
     def base(self) -> str:
@@ -93,15 +87,6 @@ class ModelConfig:
 
     def restorer_config(self) -> RestorerConfig:
         return RestorerConfig(channels=3, layers=self.restorer_layers, hidden=self.restorer_hidden)
-
-    def predictor_config(self) -> PredictorConfig:
-        network = self.network_config()
-        return PredictorConfig(
-            lr_channels=network.lr_channels,
-            z_channels=network.z_channels,
-            layers=self.predictor_layers,
-            hidden=self.predictor_hidden,
-        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,18 +146,10 @@ class Rescaler(nn.Module):
         self.net = InvertibleRescaler(config.network_config())
         self.codec = LatentCodec(config.codec_config()) if config.metadata else None
         self.restorer = LRRestorer(config.restorer_config()) if config.restorer_layers else None
-        self.predictor = LatentPredictor(config.predictor_config()) if config.predictor_layers else None
 
     def restore(self, rgb: torch.Tensor) -> torch.Tensor:
         """The decoded RGB LR, corrected for codec damage by the restorer of a compression-aware model."""
         return rgb if self.restorer is None else self.restorer(rgb)
-
-    def latent(self, lr: torch.Tensor, code: torch.Tensor | None) -> torch.Tensor | None:
-        """The z the inverse gets for an LR (restored, with alpha for -A): the -M code's where the file carries
-        one, else the predictor's guess from the LR, else None (z = 0)."""
-        if self.codec is not None and code is not None:
-            return self.codec.decode(code)
-        return None if self.predictor is None else self.predictor(lr)
 
     def encode_floats(self, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The network's part of `encode`: the LR (with alpha for -A) and, for -M, the code before rounding."""
@@ -192,7 +169,8 @@ class Rescaler(nn.Module):
     def _reconstruct(self, encoded: Encoded) -> torch.Tensor:
         rgb = self.restore(encoded.rgb)
         lr = rgb if encoded.alpha is None else torch.cat([rgb, encoded.alpha], dim=1)
-        return self.net.upscale(lr, self.latent(lr, encoded.code))
+        z_hat = self.codec.decode(encoded.code) if self.codec is not None and encoded.code is not None else None
+        return self.net.upscale(lr, z_hat)
 
     def sample_dlv_latent(self, hr: torch.Tensor) -> torch.Tensor | None:
         """Training-time downscaling latent u ~ N(0, sigma^2) at half the HR size."""
@@ -206,8 +184,8 @@ class Rescaler(nn.Module):
     def training_forward(self, hr: torch.Tensor) -> TrainingOutputs:
         lr, z = self.net.downscale(hr, self.sample_dlv_latent(hr))
         encoded = self.quantize(lr, None if self.codec is None else self.codec.encode(z))
+        z_hat = self.codec.decode(encoded.code) if self.codec is not None else None
         lr_q = encoded.rgb if encoded.alpha is None else torch.cat([encoded.rgb, encoded.alpha], dim=1)
-        z_hat = self.latent(lr_q, encoded.code)
         hr_rec = self.net.upscale(lr_q, z_hat)
         return TrainingOutputs(lr_rgb=lr[:, : self.net.config.image_channels], z=z, z_hat=z_hat, hr_rec=hr_rec)
 

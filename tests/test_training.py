@@ -219,19 +219,6 @@ def test_a_compression_aware_m_run_trains_its_codec_through_the_jpeg(tmp_path, p
         resolve_config(build_parser().parse_args(["train", "--variant", "irn-a", "--lossy", "true"]))
 
 
-def test_a_z_predictor_run_trains_the_predictor_and_restorer_on_a_kept_network(tmp_path, photo):
-    base_dir, run_dir = tmp_path / "base", tmp_path / "pred"
-    base_dir.mkdir(), run_dir.mkdir()
-    lossy = ["--lossy", "true", "--restorer-layers", "2", "--restorer-hidden", "4", "--threads", "1"]
-    assert main([*tiny_run_args("irn", photo, base_dir, 2), *lossy]) == 0
-    args = [*tiny_run_args("irn", photo, run_dir, 2), *lossy, "--predictor-layers", "2", "--predictor-hidden", "4"]
-    assert main([*args, "--init-from", str(base_dir / "run"), "--freeze-network", "true"]) == 0
-    base, trained = load_model(base_dir / "run").state_dict(), load_model(run_dir / "run").state_dict()
-    assert all(torch.equal(base[k], trained[k]) for k in base if k.startswith("net."))
-    assert not all(torch.equal(base[k], trained[k]) for k in base if k.startswith("restorer."))
-    assert trained["predictor.convs.1.weight"].abs().sum() > 0  # zero at the start
-
-
 def test_torchrun_trains_with_two_processes(tmp_path, photo):
     """DistributedDataParallel over gloo on the CPU: the same entry point as on a multi-GPU node."""
     import subprocess

@@ -47,7 +47,7 @@ def rescaling_loss(model: Rescaler, hr: torch.Tensor, weights: LossWeights) -> t
         "guide": w.guidance * _batch_sum((out.lr_rgb - bicubic_downscale(hr, model.config.scale)) ** 2),
         "dist": w.distribution * _batch_sum(out.z**2),
     }
-    if model.codec is not None:
+    if out.z_hat is not None:
         terms["codec"] = w.codec * _batch_sum(model.codec.standardised_error(out.z_hat, out.z) ** 2)
     total = sum(terms.values())
     return total, {k: v.item() for k, v in terms.items()}
@@ -57,32 +57,24 @@ def compression_aware_loss(
     model: Rescaler, hr: torch.Tensor, weights: LossWeights, codec: LossyCodec
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The HR is reconstructed from the 8-bit LR after a JPEG at a quality drawn per image, so the network
-    learns an LR whose information survives the codec; guidance and z terms as in IRN. z is the model's for
-    that LR (`Rescaler.latent`): for -M the decoded 8-bit code, which the file keeps losslessly in its EXIF,
-    so the codec learns the z that best undoes the JPEG'd LR (the codec term of eq. 2 stays); with a
-    predictor its guess from the restored LR; else 0."""
+    learns an LR whose information survives the codec; guidance and z terms as in IRN. z = 0, or for -M the
+    decoded 8-bit code, which the file keeps losslessly in its EXIF: the codec then learns the z that best
+    undoes the JPEG'd LR, not only the z of the clean one (the codec term of eq. 2 stays)."""
     if model.config.alpha:
         raise ValueError(f"compression-aware training needs an RGB LR (irn, irn-m, ...), not {model.config.variant}")
     w = weights.resolved(model.config.scale)
     lr, z = model.net.downscale(hr, model.sample_dlv_latent(hr))
     lr_q = quantize_unit(lr.float())
-    code = None if model.codec is None else quantize_unit(model.codec.encode(z))
-
-    def reconstruct(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        restored = model.restore(rgb)
-        z_hat = model.latent(restored, code)
-        return model.net.upscale(restored, z_hat), z_hat
-
-    hr_rec, z_hat = reconstruct(codec(lr_q))
+    z_hat = None if model.codec is None else model.codec.decode(quantize_unit(model.codec.encode(z)))
     terms = {
-        "rec": w.reconstruction * charbonnier(hr_rec, hr),
+        "rec": w.reconstruction * charbonnier(model.net.upscale(model.restore(codec(lr_q)), z_hat), hr),
         "guide": w.guidance * _batch_sum((lr - bicubic_downscale(hr, model.config.scale)) ** 2),
         "dist": w.distribution * _batch_sum(z**2),
     }
-    if code is not None:
+    if z_hat is not None:
         terms["codec"] = w.codec * _batch_sum(model.codec.standardised_error(z_hat, z) ** 2)
     if w.lossless > 0:
-        terms["rec_lossless"] = w.lossless * charbonnier(reconstruct(lr_q)[0], hr)
+        terms["rec_lossless"] = w.lossless * charbonnier(model.net.upscale(model.restore(lr_q), z_hat), hr)
     total = sum(terms.values())
     return total, {k: v.item() for k, v in terms.items()}
 

@@ -71,8 +71,7 @@ class TrainConfig:
     # -M stage 1
     codec_pretrain_steps: int = 500
     codec_pretrain_lr: float = 1e-3
-    # a warm-started network left as it is: -M stage 2 trains the codec only, against the HR; a model with a
-    # z predictor trains the predictor and the LR restorer
+    # -M stage 2 trains the codec only, against the HR, on a warm-started network left as it is
     freeze_network: bool = False
     # architecture
     blocks_per_level: int = 8
@@ -84,8 +83,6 @@ class TrainConfig:
     codec_hidden: int = 64
     restorer_layers: int = 0
     restorer_hidden: int = 64
-    predictor_layers: int = 0
-    predictor_hidden: int = 64
     # warm start from a model folder (tensors with matching names and shapes)
     init_from: str | None = None
     device: str = "auto"
@@ -160,11 +157,10 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     values.update({k: v for k, v in vars(args).items() if k in known and v is not None})
     config = TrainConfig(**values)
     model_config = config.model_config()  # fail early on a bad variant or size
-    if config.freeze_network and not ((model_config.metadata or model_config.predictor_layers) and config.init_from):
+    if config.freeze_network and not (model_config.metadata and config.init_from):
         raise ValueError(
-            "freeze_network keeps a trained network as it is: it needs an -M variant or a z predictor, and "
-            f"init_from; got variant {config.variant!r}, predictor_layers {config.predictor_layers} and "
-            f"init_from {config.init_from!r}"
+            "freeze_network keeps a trained network as it is: it needs an -M variant and init_from, "
+            f"got variant {config.variant!r} and init_from {config.init_from!r}"
         )
     if config.lossy:
         config.lossy_codec_config()
@@ -272,16 +268,16 @@ def run_training(config: TrainConfig) -> Path:
             plot_loss_curves(trainer.history, out / "loss.png", f"{config.variant} x{config.scale}")
 
     if config.freeze_network:
-        model.net.requires_grad_(False)
-        if model.codec is not None and model.restorer is not None:
-            model.restorer.requires_grad_(False)  # -M then degrades to exactly its base when the code is stripped
+        model.net.requires_grad_(False)  # -M then degrades to exactly its base when the code is stripped
+        if model.restorer is not None:
+            model.restorer.requires_grad_(False)
     if config.lossy:
         objective = CompressionAwareObjective(model, config.loss_weights(), LossyCodec(config.lossy_codec_config()))
     else:
         objective = RescalingObjective(model, config.loss_weights())
     trainer = Trainer(
         objective=objective,
-        parameters=[p for p in model.parameters() if p.requires_grad],
+        parameters=list(model.codec.parameters() if config.freeze_network else model.parameters()),
         batches=sampler,
         config=config.trainer_config(steps=config.steps, lr=config.lr),
         folder=joint_folder,
