@@ -233,3 +233,24 @@ def test_eval_measures_every_method_through_real_codecs(folders, photo, tmp_path
     assert f"| x2 | q90 | IRN-JPEG | {rows['IRN-JPEG (jpeg q90)']['psnr']:.2f} | " in floors
     assert f"| {gain:+.2f} | +3.50 | {met} | " in floors
     assert (out / "rate_distortion.png").stat().st_size > 1000
+
+
+def test_a_row_with_refused_photos_is_compared_on_the_photos_it_holds():
+    """A -M JPEG whose code was too large for some photos: its gain is taken on the photos it holds, not
+    against the thumbnail's mean over all of them."""
+    from models.evaluation.rate_distortion import floor_table, rd_table
+
+    def row(method, per_image, refused=0, images=3):
+        psnr = sum(per_image.values()) / len(per_image)
+        summary = {"psnr": psnr, "ssim": 0.9, "bytes_per_px": 0.05, "images": images, "refused": refused}
+        return {"method": method, "scale": 2, "damage": None, "sets": {"s": summary | {"per_image": per_image}}}
+
+    rows = [
+        row("Bicubic (jpeg q90)", {"a": 30.0, "b": 40.0, "c": 20.0}),
+        row("IRN-M (jpeg q90)", {"a": 31.0, "b": 41.0}, refused=1),
+        row("IRN-JPEG (jpeg q90)", {"a": 34.0, "b": 43.0, "c": 24.0}),
+    ]
+    table = rd_table(rows, "s")
+    assert "| x2 | jpeg q90 | 30.00 @ 0.400 | 33.67 @ 0.400 (+3.67) | 36.00 @ 0.400 (+1.00, 2 of 3 photos) |" in table
+    floors = floor_table(rows, "s")
+    assert "| x2 | q90 | IRN-JPEG | 33.67 | Bicubic 30.00 | +3.67 | +3.50 | yes | +3.00, 3 of 3 |" in floors

@@ -67,25 +67,50 @@ def rd_points(rows: list[dict], set_name: str) -> dict[tuple[int, str, str], lis
     return {k: sorted(v) for k, v in curves.items()}
 
 
+def _lossy_summaries(rows: list[dict], set_name: str) -> dict[tuple[int, str, str, int], dict]:
+    """(scale, family, format, quality) -> the set's summary, for the undamaged lossy rows."""
+    out = {}
+    for row in rows:
+        match = _ROW.match(row["method"])
+        summary = row["sets"].get(set_name)
+        if match is None or row.get("damage") or summary is None or summary["psnr"] is None:
+            continue
+        out[(row["scale"], match["family"], match["format"], int(match["quality"]))] = summary
+    return out
+
+
+def _gain(own: dict, base: dict) -> tuple[float, str]:
+    """Gain in PSNR-Y over `base`; where `own` holds fewer photos (a file format refused some), on its photos."""
+    if not own.get("refused"):
+        return own["psnr"] - base["psnr"], ""
+    shared = set(own["per_image"]) & set(base["per_image"])
+    gains = [own["per_image"][k] - base["per_image"][k] for k in shared]
+    return sum(gains) / len(gains), f", {len(shared)} of {own['images']} photos"
+
+
 def rd_table(rows: list[dict], set_name: str) -> str:
-    """Per scale and codec: each family's PSNR-Y @ bits per HR pixel, and the gain over the bicubic thumbnail."""
-    curves = rd_points(rows, set_name)
-    scales = sorted({k[0] for k in curves})
-    families = sorted({k[1] for k in curves}, key=lambda f: (f != "Bicubic", f == "Original", f))
+    """Per scale and codec: each family's PSNR-Y @ bits per HR pixel, and the gain over the bicubic thumbnail
+    (on the same photos, where a format refused some)."""
+    summaries = _lossy_summaries(rows, set_name)
+    scales = sorted({k[0] for k in summaries})
+    families = sorted({k[1] for k in summaries}, key=lambda f: (f != "Bicubic", f == "Original", f))
     head = "| Scale | Codec | " + " | ".join(f"{f}: PSNR-Y @ bits/px (vs bicubic)" for f in families) + " |"
     lines = [head, "|---|---|" + "---|" * len(families)]
     for scale in scales:
-        codecs = sorted({(k[2], q) for k, pts in curves.items() if k[0] == scale for q, _, _ in pts})
+        codecs = sorted({(k[2], k[3]) for k in summaries if k[0] == scale})
         for fmt, quality in codecs:
-            base = {q: p for q, _, p in curves.get((scale, "Bicubic", fmt), [])}.get(quality)
+            base = summaries.get((scale, "Bicubic", fmt, quality))
             cells = []
             for family in families:
-                point = {q: (b, p) for q, b, p in curves.get((scale, family, fmt), [])}.get(quality)
-                if point is None:
+                own = summaries.get((scale, family, fmt, quality))
+                if own is None or own["bytes_per_px"] is None:
                     cells.append("—")
                     continue
-                gain = "" if family == "Bicubic" or base is None else f" ({point[1] - base:+.2f})"
-                cells.append(f"{point[1]:.2f} @ {point[0]:.3f}{gain}")
+                note = ""
+                if family != "Bicubic" and base is not None:
+                    gain, held = _gain(own, base)
+                    note = f" ({gain:+.2f}{held})"
+                cells.append(f"{own['psnr']:.2f} @ {8 * own['bytes_per_px']:.3f}{note}")
             lines.append(f"| x{scale} | {fmt} q{quality} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -101,6 +126,7 @@ def rd_plot(rows: list[dict], set_name: str, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     scales = sorted({k[0] for k in curves})
+    colours = {family: f"C{i % 10}" for i, family in enumerate(sorted({k[1] for k in curves}))}  # one per family
     fig, axes = plt.subplots(1, len(scales), figsize=(6.4 * len(scales), 4.8), squeeze=False, dpi=110)
     for ax, scale in zip(axes[0], scales, strict=True):
         for (s, family, fmt), points in sorted(curves.items()):
@@ -108,7 +134,7 @@ def rd_plot(rows: list[dict], set_name: str, path: Path) -> Path | None:
                 continue
             _, bits, psnr = zip(*points, strict=True)
             style = "-" if fmt == "jpeg" else "--"
-            ax.plot(bits, psnr, style, marker="o", markersize=3, label=f"{family} {fmt}")
+            ax.plot(bits, psnr, style, color=colours[family], marker="o", markersize=3, label=f"{family} {fmt}")
         ax.set_xscale("log")
         ax.set_xlabel("bits per HR pixel (stored file)")
         ax.set_ylabel("PSNR-Y (dB)")
@@ -149,13 +175,13 @@ def floor_table(rows: list[dict], set_name: str) -> str:
                 other = by_method.get((f"{reference} (jpeg q{quality})", scale))
                 if not own or not other or own["psnr"] is None or other["psnr"] is None or floor is None:
                     continue
-                gain = own["psnr"] - other["psnr"]
+                gain, held = _gain(own, other)
                 shared = sorted(set(own["per_image"]) & set(other["per_image"]))
                 per_photo = [own["per_image"][k] - other["per_image"][k] for k in shared]
                 above = sum(g > 0 for g in per_photo)
                 lines.append(
                     f"| x{scale} | q{quality} | {family} | {own['psnr']:.2f} | {reference} {other['psnr']:.2f} | "
-                    f"{gain:+.2f} | {floor:+.2f} | {'yes' if gain >= floor else 'no'} | "
+                    f"{gain:+.2f}{held} | {floor:+.2f} | {'yes' if gain >= floor else 'no'} | "
                     f"{min(per_photo):+.2f}, {above} of {len(per_photo)} |"
                 )
     return "\n".join(lines)
