@@ -1,6 +1,7 @@
 """The product path for lossy files: the compression-aware model by default, and files that went through a CDN."""
 
 import io
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -154,10 +155,15 @@ def test_changed_pixels_with_the_header_kept(client, folders, photo, mode):
 # -- the CLI -------------------------------------------------------------------------------------
 
 
-def test_cli_takes_the_format_from_the_extension(folders, photo, tmp_path, capsys):
+def cli_setup(folders, photo, tmp_path) -> tuple[Path, list[str]]:
+    """The photo as a PNG to downscale, and the flags that load the test weights alone."""
     src = tmp_path / "in.png"
     Image.fromarray(photo).save(src)
-    weights = ["--weights", *map(str, folders.values()), "--no-shipped"]
+    return src, ["--weights", *map(str, folders.values()), "--no-shipped"]
+
+
+def test_cli_takes_the_format_from_the_extension(folders, photo, tmp_path, capsys):
+    src, weights = cli_setup(folders, photo, tmp_path)
     out = tmp_path / "small.jpg"
     assert main(["downscale", str(src), str(out), "--scale", "2", "--quality", "80", *weights]) == 0
     with Image.open(out) as image:
@@ -174,9 +180,7 @@ def test_cli_takes_the_format_from_the_extension(folders, photo, tmp_path, capsy
 
 
 def test_cli_writes_an_m_jpeg_with_the_compression_aware_m_model(folders, photo, tmp_path, capsys):
-    src = tmp_path / "in.png"
-    Image.fromarray(photo).save(src)
-    weights = ["--weights", *map(str, folders.values()), "--no-shipped"]
+    src, weights = cli_setup(folders, photo, tmp_path)
     out = tmp_path / "small.webp"
     assert main(["downscale", str(src), str(out), "--scale", "2", "--variant", "irn-m", *weights]) == 0
     wid = weights_id(folders["irn-m-jpeg"])

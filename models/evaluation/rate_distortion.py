@@ -55,15 +55,9 @@ def bicubic_lossy_round_trip(hr: np.ndarray, scale: int, fmt: str, quality: int)
 def rd_points(rows: list[dict], set_name: str) -> dict[tuple[int, str, str], list[tuple[int, float, float]]]:
     """(scale, family, format) -> [(quality, bits per HR pixel, PSNR-Y)] from the lossy rows of `rows`."""
     curves: dict[tuple[int, str, str], list[tuple[int, float, float]]] = {}
-    for row in rows:
-        match = _ROW.match(row["method"])
-        summary = row["sets"].get(set_name)
-        if match is None or row.get("damage") or summary is None or summary["psnr"] is None:
-            continue
-        if summary["bytes_per_px"] is None:
-            continue
-        key = (row["scale"], match["family"], match["format"])
-        curves.setdefault(key, []).append((int(match["quality"]), 8 * summary["bytes_per_px"], summary["psnr"]))
+    for (scale, family, fmt, quality), summary in _lossy_summaries(rows, set_name).items():
+        if summary["bytes_per_px"] is not None:
+            curves.setdefault((scale, family, fmt), []).append((quality, 8 * summary["bytes_per_px"], summary["psnr"]))
     return {k: sorted(v) for k, v in curves.items()}
 
 
@@ -157,23 +151,23 @@ FLOOR_AGAINST_LOSSLESS = 95
 def floor_table(rows: list[dict], set_name: str) -> str:
     """Each compression-aware model (a family ending in -JPEG) against its floor through real Pillow JPEG: the
     mean gain, and per photo the smallest gain and how many photos are above bicubic (codecs differ per photo)."""
-    by_method = {(r["method"], r["scale"]): r["sets"].get(set_name) for r in rows if not r.get("damage")}
+    summaries = _lossy_summaries(rows, set_name)
     lines = [
         "| Scale | JPEG | Model | PSNR-Y (dB) | against | gain (dB) | floor (dB) | met "
         "| per photo: smallest gain, above |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    families = sorted({m.split(" (")[0] for m, _ in by_method if m.split(" (")[0].endswith("-JPEG")})
+    families = sorted({k[1] for k in summaries if k[1].endswith("-JPEG")})
     for scale in (2, 4):
         for quality in (75, 90, FLOOR_AGAINST_LOSSLESS):
             for family in families:
-                own = by_method.get((f"{family} (jpeg q{quality})", scale))
+                own = summaries.get((scale, family, "jpeg", quality))
                 if quality == FLOOR_AGAINST_LOSSLESS:
                     reference, floor = family.removesuffix("-JPEG"), 0.0
                 else:
                     reference, floor = "Bicubic", GAIN_FLOORS.get((scale, quality))
-                other = by_method.get((f"{reference} (jpeg q{quality})", scale))
-                if not own or not other or own["psnr"] is None or other["psnr"] is None or floor is None:
+                other = summaries.get((scale, reference, "jpeg", quality))
+                if own is None or other is None or floor is None:
                     continue
                 gain, held = _gain(own, other)
                 shared = sorted(set(own["per_image"]) & set(other["per_image"]))

@@ -137,10 +137,11 @@ def parse_header(
     if hr[0] * hr[1] > max_pixels:
         raise ImageTooLargeError(f"declared original size {hr[1]}x{hr[0]} is over the {max_pixels:,}-pixel limit")
     for axis, name in ((0, "height"), (1, "width")):
-        if lr[axis] not in lr_lengths(hr[axis], scale, size_multiple(variant, scale)):
+        allowed = lr_lengths(hr[axis], scale, size_multiple(variant, scale))
+        if lr[axis] not in allowed:
             raise HeaderError(
                 f"original {name} {hr[axis]} does not fit an LR {name} of {lr[axis]} at x{scale} "
-                f"(expected {lr_lengths(hr[axis], scale, size_multiple(variant, scale))[0]})"
+                f"(expected {allowed[0]})"
             )
     header = Header(
         variant=variant,

@@ -108,12 +108,12 @@ def plan_upscale(
         raise ValueError(f"original size {H}x{W} does not fit an LR of {h}x{w} at x{s}")
     if config.alpha and downscaled.alpha is None:
         raise ValueError(f"{config.variant} needs the alpha channel")
-    grid = padding_for((h * s, w * s), m)  # -M: the LR mirrored out to the code's grid
-    h, w = h + grid[0] // s, w + grid[1] // s
-    rgb = pad_bottom_right(to_tensor(downscaled.rgb), grid[0] // s, grid[1] // s)
+    pad_h, pad_w = (p // s for p in padding_for((h * s, w * s), m))  # -M: the LR mirrored out to the code's grid
+    h, w = h + pad_h, w + pad_w
+    rgb = pad_bottom_right(to_tensor(downscaled.rgb), pad_h, pad_w)
     alpha = None
     if downscaled.alpha is not None:
-        alpha = pad_bottom_right(from_uint8(torch.from_numpy(downscaled.alpha))[None, None], grid[0] // s, grid[1] // s)
+        alpha = pad_bottom_right(from_uint8(torch.from_numpy(downscaled.alpha))[None, None], pad_h, pad_w)
     code = None if downscaled.code is None else from_uint8(torch.from_numpy(downscaled.code))[None]
     tiles = plan_tiles((h, w), tiling, _align(config))
     inputs = []
