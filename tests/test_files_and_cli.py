@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.bicubic import bicubic_round_trip, modcrop
+from models.bicubic import bicubic_round_trip, bicubic_thumbnail, modcrop
 from models.checkpoint import load_model
 from models.cli import main
 from models.images import list_images, load_rgb
@@ -146,6 +146,39 @@ def test_cli_eval_reuses_rows_of_the_same_weights_and_images(model_folder, photo
     assert main([*argv, "--out", str(second), "--reuse", str(first / "results.json")]) == 0
     again = json.loads((second / "results.json").read_text())
     assert all(r["sets"]["set"]["images"] == 2 and r["sets"]["set"]["psnr"] < 99.0 for r in again)
+
+
+def test_cli_eval_sets_each_models_lr_against_the_bicubic_thumbnail(model_folder, photo, tmp_path):
+    data = tmp_path / "set"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "a.png")
+    folder = model_folder("irn-m", 2)
+    argv = ["eval", "--data", str(data), "--scales", "2", "--formats", "png", "jpeg", "--damaged", "--no-shipped"]
+    argv += ["--weights", str(folder)]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main([*argv, "--out", str(first)]) == 0
+    rows = {r["method"]: r["sets"]["set"] for r in json.loads((first / "results.json").read_text())}
+    hr = modcrop(photo, 2)
+    expected = psnr_y(bicubic_thumbnail(hr, 2), downscale_image(load_model(folder), hr).rgb, 0)
+    # the service's engine and the PyTorch model may round a pixel apart: within a hundredth of a dB
+    assert rows["IRN-M"]["lr_psnr"] == pytest.approx(expected, abs=0.01)
+    assert rows["IRN-M"]["lr_psnr_min"] == rows["IRN-M"]["lr_psnr"]  # one photo
+    # only the model's own lossless file carries the figure: the same LR, once
+    assert [m for m, s in rows.items() if "lr_psnr" in s] == ["IRN-M"]
+
+    # rows from before the figure existed: that row is measured again, the model's other rows are reused
+    saved = json.loads((first / "results.json").read_text())
+    for row in saved:
+        for key in ("lr_psnr", "lr_psnr_min"):
+            row["sets"]["set"].pop(key, None)
+        row["sets"]["set"]["psnr"] = 99.0
+    (first / "results.json").write_text(json.dumps(saved))
+    assert main([*argv, "--out", str(second), "--reuse", str(first / "results.json")]) == 0
+    again = {r["method"]: r["sets"]["set"] for r in json.loads((second / "results.json").read_text())}
+    assert again["IRN-M"]["psnr"] < 99.0 and again["IRN-M"]["lr_psnr"] == pytest.approx(expected, abs=0.01)
+    assert {m: s["psnr"] for m, s in again.items() if m != "IRN-M"} == dict.fromkeys(
+        ["Bicubic", "IRN-M (jpeg q95)", "IRN-M [strip-metadata]"], 99.0
+    )
 
 
 def test_cli_eval_keeps_finished_rows_when_killed_and_resumes_from_them(model_folder, photo, tmp_path, monkeypatch):

@@ -119,3 +119,20 @@ def test_report_sets_each_model_against_bicubic_and_what_it_extends():
         "| IRN-A | 2 | 44.50 | +9.50 dB | IRN | +1.50 dB |",
         "| DLV-IRN-A | 2 | 45.00 | +10.00 dB | DLV-IRN | — |",  # no DLV-IRN row to set it against
     ]
+
+
+def test_report_lists_each_models_lr_against_the_thumbnail():
+    rows = [
+        _row("Bicubic", 2, 35.0),
+        _row("IRN", 2, 43.0) | {"weights_id": "a" * 16},
+        _row("IRN", 2, 31.0, fmt="jpeg") | {"weights_id": "a" * 16},
+        _row("IRN-JPEG", 2, 37.5) | {"weights_id": "b" * 16},
+    ]
+    rows[1]["sets"]["eval"] |= {"lr_psnr": 46.904, "lr_psnr_min": 39.08}
+    rows[3]["sets"]["pypi"] = {"psnr": 32.5, "ssim": 0.9, "lr_psnr": 37.0, "lr_psnr_min": 30.0}
+    assert report._thumbnail_rows(rows, ["eval", "pypi"]) == [
+        "| Model | Scale | eval: mean / worst photo | pypi: mean / worst photo |",
+        "|---|---|---|---|",
+        "| IRN | 2 | 46.90 / 39.08 dB | — |",
+        "| IRN-JPEG | 2 | — | 37.00 / 30.00 dB |",  # rows measured before the figure existed show none
+    ]

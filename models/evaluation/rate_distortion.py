@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from models.bicubic import bicubic_thumbnail
+
 LOSSY_FORMATS = ("jpeg", "webp")
 DEFAULT_LOSSY = (("jpeg", 50), ("jpeg", 75), ("jpeg", 90), ("jpeg", 95), ("webp", 75), ("webp", 90))
 _ROW = re.compile(r"^(?P<family>.+?) \((?P<format>jpeg|webp) q(?P<quality>\d+)\)$")
@@ -47,8 +49,7 @@ def lossy_copy(image: np.ndarray, fmt: str, quality: int) -> tuple[np.ndarray, i
 def bicubic_lossy_round_trip(hr: np.ndarray, scale: int, fmt: str, quality: int) -> tuple[np.ndarray, int]:
     """The bicubic thumbnail saved in the codec, upscaled bicubic (H, W multiples of `scale`)."""
     h, w = hr.shape[:2]
-    lr = np.asarray(Image.fromarray(hr).resize((w // scale, h // scale), Image.Resampling.BICUBIC))
-    lr_back, size = lossy_copy(lr, fmt, quality)
+    lr_back, size = lossy_copy(bicubic_thumbnail(hr, scale), fmt, quality)
     return np.asarray(Image.fromarray(lr_back).resize((w, h), Image.Resampling.BICUBIC)), size
 
 
