@@ -105,8 +105,10 @@ train-irn-jpeg-m-x4: train-irn-jpeg-x4
 SHIPPED_RUNS = irn-x2-long irn-a-x2-small-long irn-m-x2-long irn-x4-small irn-a-x4-small-long irn-m-x4-small dlv-irn-x4-small dlv-irn-m-x4-small irn-jpeg-x2 irn-jpeg-x4
 retrain: $(addprefix train-,$(SHIPPED_RUNS))
 
+# after `make retrain` the whole set is replaced on purpose (--overwrite): files made by the weights it
+# replaces no longer read (`rescale publish --supersedes` keeps old weights beside new ones)
 publish: $(STAMP)
-	for run in $(SHIPPED_RUNS); do $(VENV)/bin/rescale publish runs/$$run || exit 1; done
+	for run in $(SHIPPED_RUNS); do $(VENV)/bin/rescale publish runs/$$run --overwrite || exit 1; done
 
 # docs/results.md: Table 3 on eval/ and the PyPI pool at x2 and x4, files in every format, damaged files,
 # real-codec rows (rate against distortion) for the IRNs and the compression-aware models, the figure and

@@ -161,7 +161,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    entry = publish.publish(args.run, name=args.name)
+    entry = publish.publish(args.run, name=args.name, supersedes=args.supersedes, overwrite=args.overwrite)
     print(f"published {entry['name']}: {entry['bytes']:,} bytes fp16, weights {entry['weights_id']}")
     return 0
 
@@ -272,6 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("publish", help="ship a trained run: fp16 weights in models/weights + manifest entry")
     p.add_argument("run", help="model folder written by rescale train")
     p.add_argument("--name", default=None, help="folder name under models/weights (default: <variant>-x<scale>)")
+    p.add_argument(
+        "--supersedes",
+        default=None,
+        metavar="NAME",
+        help="a shipped model of the same variant and scale that these weights replace for new files; it stays "
+        "loadable for the files it made",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the weights under --name (files they made stop reading)"
+    )
     p.set_defaults(func=_publish)
 
     p = sub.add_parser("serve", help="run the REST service (settings from RESCALE_* variables)")

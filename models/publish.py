@@ -59,17 +59,57 @@ def warm_start(training: dict, stages: list[dict]) -> str | None:
     return f"{first['variant']} x{first['scale']} at step {first.get('steps', '?')} ({folder})"
 
 
-def publish(run: str | Path, *, name: str | None = None, dest: Path = SHIPPED) -> dict:
-    run = Path(run)
+class PublishError(ValueError):
+    pass
+
+
+def publish(
+    run: str | Path,
+    *,
+    name: str | None = None,
+    dest: Path | None = None,
+    supersedes: str | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Ship a run as fp16 weights under `dest/name` with its manifest entry.
+
+    Files name the weights that made them, so shipped weights are never replaced silently: new weights for a
+    variant and scale go under a new name with `supersedes` (the old ones stay loadable for the files already
+    made, and stop serving new ones), or over the old folder only with `overwrite`."""
+    run, dest = Path(run), SHIPPED if dest is None else dest
     model = load_model(run)
     training = json.loads((run / CONFIG_FILE).read_text()).get("training", {})
     lossy = "-jpeg" if "lossy_codec" in training else ""  # compression-aware: beside the lossless model
     name = name or f"{model.config.variant}{lossy}-x{model.config.scale}"
+    manifest_path = dest / "manifest.json"
+    manifest = read_manifest(manifest_path)
+    shipped = {m["name"]: m for m in manifest["models"]}
+    if supersedes is not None:
+        old = shipped.get(supersedes)
+        if old is None:
+            raise PublishError(f"--supersedes {supersedes}: no such model in {manifest_path}")
+        if supersedes == name:
+            raise PublishError(f"--supersedes {supersedes} needs a new --name: the old weights keep their folder")
+        if (old["variant"], old["scale"]) != (model.config.variant, model.config.scale):
+            raise PublishError(
+                f"--supersedes {supersedes}: it is {old['variant']} x{old['scale']}, "
+                f"this run is {model.config.variant} x{model.config.scale}"
+            )
     stages = earlier_stages(training)
-    folder = dest / name
-    save_model(model, folder, dtype=torch.float16, extra={"training": training})
+    folder, staging = dest / name, dest / f".{name}.publishing"
+    shutil.rmtree(staging, ignore_errors=True)  # a publish killed halfway
+    save_model(model, staging, dtype=torch.float16, extra={"training": training})
     if (run / LOSS_PLOT).is_file():
-        shutil.copyfile(run / LOSS_PLOT, folder / LOSS_PLOT)
+        shutil.copyfile(run / LOSS_PLOT, staging / LOSS_PLOT)
+    previous = shipped.get(name)
+    if previous is not None and not overwrite and previous["sha256"] != sha256_file(staging / WEIGHTS_FILE):
+        shutil.rmtree(staging)
+        raise PublishError(
+            f"{name} already ships other weights ({previous['weights_id']}), and the files they made name them: "
+            f"publish under a new --name with --supersedes {name}, or pass --overwrite to drop them"
+        )
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(staging, folder)
     sha = sha256_file(folder / WEIGHTS_FILE)
     entry = {
         "name": name,
@@ -85,8 +125,8 @@ def publish(run: str | Path, *, name: str | None = None, dest: Path = SHIPPED) -
         | {"init_from": warm_start(training, stages), "earlier_stages": stages},
         "eval": {},
     }
-    manifest_path = dest / "manifest.json"
-    manifest = read_manifest(manifest_path)
+    if supersedes is not None:
+        shipped[supersedes]["superseded_by"] = name
     manifest["models"] = [m for m in manifest["models"] if m["name"] != name] + [entry]
     write_manifest(manifest, manifest_path)
     return entry

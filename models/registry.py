@@ -1,7 +1,9 @@
 """Model folders by weights id: the shipped set under models/weights plus any folder given.
 
 A weights id is the first 16 hex digits of the sha256 of `model.safetensors`; files
-written by `rescale downscale` name it, so upscaling finds the exact weights.
+written by `rescale downscale` name it, so upscaling finds the exact weights. Shipped weights
+that newer ones supersede (`superseded_by` in the manifest) stay loadable for the files they
+made, and make no new ones.
 """
 
 import json
@@ -26,6 +28,7 @@ class Entry:
     config: ModelConfig
     lossy: bool = False  # trained through a lossy codec: the model for JPEG/WebP files
     context_lr: int | None = None  # LR pixels of context its tiles need, measured (models/inference/context.py)
+    superseded_by: str | None = None  # the shipped model that makes new files in its place; it reads old ones
 
     @property
     def label(self) -> str:
@@ -50,8 +53,11 @@ class Registry:
         self.entries: dict[str, Entry] = {}
         candidates = [Path(f) for f in folders or []]
         if include_shipped and SHIPPED.is_dir():
-            candidates += sorted(p.parent for p in SHIPPED.glob(f"*/{WEIGHTS_FILE}"))
-        shipped_sha = {m["name"]: m["sha256"] for m in _manifest_models()}
+            # a dot folder is a publish in progress (models/publish.py)
+            candidates += sorted(
+                p.parent for p in SHIPPED.glob(f"*/{WEIGHTS_FILE}") if not p.parent.name.startswith(".")
+            )
+        manifest = {m["name"]: m for m in _manifest_models()}
         for folder in candidates:
             if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
                 raise FileNotFoundError(f"{folder} must hold {WEIGHTS_FILE} and {CONFIG_FILE}")
@@ -59,18 +65,20 @@ class Registry:
             config = ModelConfig.from_dict(saved["model"])
             lossy = "lossy_codec" in saved.get("training", {})
             sha = sha256_file(folder / WEIGHTS_FILE)
-            if folder.parent == SHIPPED and shipped_sha.get(folder.name, sha) != sha:
+            shipped = manifest.get(folder.name, {}) if folder.parent == SHIPPED else {}
+            if shipped.get("sha256", sha) != sha:
                 raise ValueError(f"{folder / WEIGHTS_FILE} does not match the sha256 in {MANIFEST}")
             wid = sha[:ID_LENGTH]
             context = saved.get("inference", {}).get("context_lr")
-            self.entries.setdefault(wid, Entry(wid, folder, config, lossy, context))
+            self.entries.setdefault(wid, Entry(wid, folder, config, lossy, context, shipped.get("superseded_by")))
         self._loaded: dict[tuple[str, str], Rescaler] = {}
 
     def find(self, variant: str, scale: int, *, lossy: bool = False) -> Entry:
-        """The first folder given (or shipped) for this variant and scale, trained for lossless files or
-        (`lossy`) through a lossy codec."""
+        """The first folder given (or shipped, not superseded) for this variant and scale, trained for lossless
+        files or (`lossy`) through a lossy codec: the weights that make new files."""
         for entry in self.entries.values():
-            if entry.config.variant == variant and entry.config.scale == scale and entry.lossy == lossy:
+            made_for = (entry.config.variant, entry.config.scale, entry.lossy)
+            if made_for == (variant, scale, lossy) and entry.superseded_by is None:
                 return entry
         kind = " compression-aware" if lossy else ""
         raise UnknownWeightsError(f"no{kind} weights for {variant} x{scale}; train them or pass --weights FOLDER")

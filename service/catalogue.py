@@ -39,6 +39,7 @@ class Catalogue:
                 "mode": "alpha" if e.config.alpha else "metadata" if e.config.metadata else "plain",
                 "model": e.config.base,
                 "config": e.config.to_dict(),
+                "superseded_by": e.superseded_by,  # reads the files it made, makes no new ones
             }
             for e in self.registry.entries.values()
         ]

@@ -57,9 +57,13 @@ def test_publish_writes_fp16_weights_and_a_manifest_entry(model_folder, tmp_path
 def test_republishing_replaces_the_entry(model_folder, tmp_path):
     dest = tmp_path / "weights"
     dest.mkdir()
-    publish(model_folder("irn", 2), dest=dest)
-    publish(model_folder("irn", 2), dest=dest)
+    run = model_folder("irn", 2)
+    publish(run, dest=dest)
+    publish(run, dest=dest)  # the same weights: nothing a file names changes
     assert len(json.loads((dest / "manifest.json").read_text())["models"]) == 1
+    publish(model_folder("irn", 2), dest=dest, overwrite=True)  # other weights, on purpose
+    models = json.loads((dest / "manifest.json").read_text())["models"]
+    assert [m["weights_id"] for m in models] == [weights_id(dest / "irn-x2")]
 
 
 def test_shipped_weights_are_checked_against_the_manifest(model_folder, tmp_path, monkeypatch):
@@ -108,3 +112,64 @@ def test_a_compression_aware_model_records_its_figures_through_each_codec(tmp_pa
     saved = json.loads(manifest.read_text())["models"][0]
     assert saved["eval"]["eval"] == {"psnr": 31.0, "bicubic": {"psnr": 30.0}}
     assert saved["eval_lossy"] == {"jpeg q90": {"eval": {"psnr": 30.5, "bicubic": {"psnr": 29.0}}}}
+
+
+def test_new_weights_supersede_shipped_ones_and_the_old_files_still_read(model_folder, photo, tmp_path, monkeypatch):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from models import publish as publishing
+    from models import registry
+    from models.checkpoint import load_model, save_model
+    from models.cli import main
+    from models.files import decode
+    from service.catalogue import Catalogue
+
+    dest = tmp_path / "weights"
+    dest.mkdir()
+    monkeypatch.setattr(registry, "SHIPPED", dest)
+    monkeypatch.setattr(registry, "MANIFEST", dest / "manifest.json")
+    monkeypatch.setattr(publishing, "SHIPPED", dest)
+    old_run, new_run = model_folder("irn", 2), tmp_path / "retrained"
+    model = load_model(old_run)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    save_model(model, new_run)
+    src, old_file, before, after = (tmp_path / n for n in ("in.png", "old.png", "before.png", "after.png"))
+    Image.fromarray(photo).save(src)
+
+    assert main(["publish", str(old_run)]) == 0
+    old_id = weights_id(dest / "irn-x2")
+    assert main(["downscale", str(src), str(old_file), "--scale", "2", "--variant", "irn"]) == 0
+    assert main(["upscale", str(old_file), str(before)]) == 0
+
+    # the same name with other weights would orphan every file the shipped ones made
+    with pytest.raises(ValueError, match=rf"irn-x2 already ships other weights \({old_id}\), and the files they made"):
+        publish(new_run, dest=dest)
+    assert weights_id(dest / "irn-x2") == old_id and not list(dest.glob(".*"))
+    with pytest.raises(ValueError, match="--supersedes irn-x4: no such model in"):
+        publish(new_run, name="irn-x2-v2", dest=dest, supersedes="irn-x4")
+
+    assert main(["publish", str(new_run), "--name", "irn-x2-v2", "--supersedes", "irn-x2"]) == 0
+    manifest = {m["name"]: m for m in json.loads((dest / "manifest.json").read_text())["models"]}
+    assert manifest["irn-x2"]["superseded_by"] == "irn-x2-v2" and "superseded_by" not in manifest["irn-x2-v2"]
+    loaded = registry.Registry()
+    new_id = weights_id(dest / "irn-x2-v2")
+    assert new_id != old_id and loaded.find("irn", 2).weights_id == new_id
+    assert loaded.get(old_id).superseded_by == "irn-x2-v2"
+    catalogue = Catalogue(loaded)  # the service's view: new files get the new weights, /v1/models lists both
+    assert catalogue.resolve(model=None, mode="plain", scale=2).weights_id == new_id
+    assert {m["weights_id"]: m["superseded_by"] for m in catalogue.describe()} == {old_id: "irn-x2-v2", new_id: None}
+
+    # a file made before the change is upscaled by the weights that made it, pixel for pixel as before
+    assert main(["upscale", str(old_file), str(after)]) == 0
+    assert np.array_equal(np.asarray(Image.open(before)), np.asarray(Image.open(after)))
+    new_file = tmp_path / "new.png"
+    assert main(["downscale", str(src), str(new_file), "--scale", "2", "--variant", "irn"]) == 0
+    assert decode(new_file.read_bytes()).header.weights_id == new_id
+
+    # overwriting on purpose drops the old weights: their files no longer read
+    publish(new_run, name="irn-x2", dest=dest, overwrite=True)
+    assert weights_id(dest / "irn-x2") == new_id

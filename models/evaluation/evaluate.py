@@ -358,7 +358,12 @@ def figure(
 
 
 def select_entries(registry: Registry, variants: list[str] | None, scales: list[int]) -> list[Entry]:
+    """The weights that make new files (superseded ones keep the figures the manifest recorded for them)."""
     wanted = variants or list(VARIANTS)
-    entries = [e for e in registry.entries.values() if e.config.variant in wanted and e.config.scale in scales]
+    entries = [
+        e
+        for e in registry.entries.values()
+        if e.config.variant in wanted and e.config.scale in scales and e.superseded_by is None
+    ]
     order = {v: i for i, v in enumerate(VARIANTS)}
     return sorted(entries, key=lambda e: (e.config.scale, order[e.config.variant]))
