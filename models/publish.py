@@ -101,8 +101,9 @@ def publish(
     save_model(model, staging, dtype=torch.float16, extra={"training": training})
     if (run / LOSS_PLOT).is_file():
         shutil.copyfile(run / LOSS_PLOT, staging / LOSS_PLOT)
+    sha = sha256_file(staging / WEIGHTS_FILE)
     previous = shipped.get(name)
-    if previous is not None and not overwrite and previous["sha256"] != sha256_file(staging / WEIGHTS_FILE):
+    if previous is not None and not overwrite and previous["sha256"] != sha:
         shutil.rmtree(staging)
         raise PublishError(
             f"{name} already ships other weights ({previous['weights_id']}), and the files they made name them: "
@@ -110,7 +111,6 @@ def publish(
         )
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(staging, folder)
-    sha = sha256_file(folder / WEIGHTS_FILE)
     entry = {
         "name": name,
         "variant": model.config.variant,
