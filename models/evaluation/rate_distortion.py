@@ -74,13 +74,17 @@ def _lossy_summaries(rows: list[dict], set_name: str) -> dict[tuple[int, str, st
     return out
 
 
+def _per_photo_gains(own: dict, base: dict) -> list[float]:
+    """PSNR-Y gain over `base` on each photo both rows hold."""
+    return [own["per_image"][k] - base["per_image"][k] for k in sorted(set(own["per_image"]) & set(base["per_image"]))]
+
+
 def _gain(own: dict, base: dict) -> tuple[float, str]:
     """Gain in PSNR-Y over `base`; where `own` holds fewer photos (a file format refused some), on its photos."""
     if not own.get("refused"):
         return own["psnr"] - base["psnr"], ""
-    shared = set(own["per_image"]) & set(base["per_image"])
-    gains = [own["per_image"][k] - base["per_image"][k] for k in shared]
-    return sum(gains) / len(gains), f", {len(shared)} of {own['images']} photos"
+    gains = _per_photo_gains(own, base)
+    return sum(gains) / len(gains), f", {len(gains)} of {own['images']} photos"
 
 
 def rd_table(rows: list[dict], set_name: str) -> str:
@@ -171,8 +175,7 @@ def floor_table(rows: list[dict], set_name: str) -> str:
                 if own is None or other is None or floor is None:
                     continue
                 gain, held = _gain(own, other)
-                shared = sorted(set(own["per_image"]) & set(other["per_image"]))
-                per_photo = [own["per_image"][k] - other["per_image"][k] for k in shared]
+                per_photo = _per_photo_gains(own, other)
                 above = sum(g > 0 for g in per_photo)
                 lines.append(
                     f"| x{scale} | q{quality} | {family} | {own['psnr']:.2f} | {reference} {other['psnr']:.2f} | "
