@@ -1,90 +1,166 @@
-"""Seconds per training step (forward, 8-bit LR, inverse, losses, backward, Adam) for given sizes.
+"""Training throughput: HR pixels per CPU-second of the training step, recipes side by side in one run.
 
-python bench/train_step.py --variant irn --scale 4 --batch 16 --patch 144 --threads 2 --steps 3
-python bench/train_step.py --variant irn-a --scale 2 --threads 1 --precision fp32 bf16   # side by side
-python bench/train_step.py --variant irn --scale 4 --blocks-per-level 4 --batch 4 --patch 96 --threads 1 \
-    --precision bf16 --objective lossless jpeg --restorer-layers 8   # the codec layer's cost, side by side
+Each recipe is one way to run the same step (forward, 8-bit LR, inverse, losses, backward, Adam) on real
+training patches. The recipes run in interleaved rounds (A B C ... A B C ...), so whatever else the machine
+does weighs on all of them alike; the figures are medians over rounds, and the ratios against `shipped` (the
+step that trained the shipped models) are what to read.
+
+python bench/train_step.py                                   # the x4 IRN-A recipe (4 blocks, 8 x 64^2)
+python bench/train_step.py --recipe-of irn-jpeg-x4           # the x4 IRN-JPEG recipe (4 x 96^2, restorer, JPEG)
+python bench/train_step.py --recipes shipped fast --loss-steps 300   # and the loss curves of both, same batches
+
+HR pixels per CPU-second = HR pixels per step / (seconds per step x threads): a second thread that buys 1.5x
+the wall-clock speed costs 0.75x per CPU-second, so two one-thread runs side by side beat one two-thread run.
 """
 
 import argparse
+import statistics
 import time
+import types
+from dataclasses import dataclass
 
 import torch
 
-from models.inference.devices import pick_device
-from models.inference.precision import PRECISIONS, autocast
+from models.coupling import DenseSubnet
+from models.inference.precision import autocast, native_bf16
 from models.rescaler import ModelConfig, Rescaler
-from models.training.losses import LossWeights, compression_aware_loss, rescaling_loss
+from models.training.losses import CompressionAwareObjective, LossWeights, RescalingObjective
 from models.training.lossy_codec import LossyCodec, LossyCodecConfig
+from models.training.patches import PatchSampler
+
+
+@dataclass(frozen=True)
+class Recipe:
+    precision: str = "bf16"
+    bf16_features: bool = True  # the dense subnets concatenate bf16 features (False: fp32, as shipped)
+    channels_last: bool = True
+    compile: bool = False
+    threads: int = 1
+
+
+RECIPES = {
+    "shipped": Recipe(bf16_features=False, channels_last=False),
+    "fp32": Recipe(precision="fp32", channels_last=False),
+    "bf16-features": Recipe(channels_last=False),
+    "fast": Recipe(),  # bf16 features + channels_last: the recipe of this project's training now
+    "fast-compiled": Recipe(compile=True),
+    "fast-2-threads": Recipe(threads=2),
+}
+
+# (variant, scale, blocks per level, batch, patch, restorer layers, objective): the shipped models' recipes
+SHAPES = {
+    "irn-a-x4": ("irn-a", 4, 4, 8, 64, 0, "lossless"),
+    "irn-a-x2": ("irn-a", 2, 4, 8, 64, 0, "lossless"),
+    "irn-jpeg-x4": ("irn", 4, 4, 4, 96, 8, "jpeg"),
+    "irn-jpeg-x2": ("irn", 2, 8, 8, 64, 8, "jpeg"),
+}
+
+
+def shipped_subnet_forward(self: DenseSubnet, x: torch.Tensor) -> torch.Tensor:
+    """The dense subnet as the shipped models trained: fp32 features, cast to bf16 by autocast at every conv."""
+    features = [x]
+    for conv in self.convs:
+        features.append(self.act(conv(torch.cat(features, dim=1))))
+    return self.out(torch.cat(features, dim=1))
+
+
+class Step:
+    """One recipe's model, optimiser and (compiled) objective, from the same initial weights as the others."""
+
+    def __init__(self, recipe: Recipe, config: ModelConfig, objective: str, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.recipe = recipe
+        self.model = Rescaler(config)
+        if not recipe.bf16_features:
+            for module in self.model.modules():
+                if isinstance(module, DenseSubnet):
+                    module.forward = types.MethodType(shipped_subnet_forward, module)
+        if objective == "jpeg":
+            self.objective = CompressionAwareObjective(self.model, LossWeights(), LossyCodec(LossyCodecConfig()))
+        else:
+            self.objective = RescalingObjective(self.model, LossWeights())
+        if recipe.channels_last:
+            self.objective.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.objective) if recipe.compile else self.objective
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=2e-4)
+
+    def __call__(self, hr: torch.Tensor) -> float:
+        torch.set_num_threads(self.recipe.threads)
+        if self.recipe.channels_last:
+            hr = hr.contiguous(memory_format=torch.channels_last)
+        with autocast("cpu", self.recipe.precision):
+            loss, _ = self.forward(hr)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10)
+        self.optimizer.step()
+        return loss.item()
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--variant", default="irn")
-    p.add_argument("--scale", type=int, default=2)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--patch", type=int, default=64)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--blocks-per-level", type=int, default=8)
-    p.add_argument("--growth", type=int, default=32)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["fp32"], help="bf16: autocast")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe-of", choices=sorted(SHAPES), default="irn-a-x4")
+    p.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps-per-round", type=int, default=4)
     p.add_argument(
-        "--objective",
-        nargs="+",
-        choices=("lossless", "jpeg"),
-        default=["lossless"],
-        help="jpeg: the compression-aware loss through the differentiable JPEG (Pillow values in the forward)",
+        "--loss-steps", type=int, default=0, help="then train each recipe this many steps on the same batches"
     )
-    p.add_argument("--restorer-layers", type=int, default=0, help="an LR restorer (compression-aware models)")
+    p.add_argument("--data", default="../shared/data/train")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    config = ModelConfig(
-        variant=args.variant,
-        scale=args.scale,
-        blocks_per_level=args.blocks_per_level,
-        growth=args.growth,
-        restorer_layers=args.restorer_layers,
-    )
-    params = sum(p.numel() for p in Rescaler(config).parameters())
-    for objective in args.objective:
-        for precision in args.precision:
-            seconds = step_time(config, args, device, precision, objective)
-            print(
-                f"{args.variant} x{args.scale} {params:,} params, batch {args.batch} x {args.patch}^2, "
-                f"{torch.get_num_threads()} threads, {device}, {precision}, {objective} objective: "
-                f"{seconds:.2f} s/step (mean of {args.steps})"
-            )
+    variant, scale, blocks, batch, patch, restorer, objective = SHAPES[args.recipe_of]
+    config = ModelConfig(variant=variant, scale=scale, blocks_per_level=blocks, restorer_layers=restorer)
+    names = [n for n in args.recipes if RECIPES[n].precision != "bf16" or native_bf16("cpu")]
+    sampler = PatchSampler(folders=[args.data], patch=patch, seed=0)
+    steps = {}
+    for name in names:
+        started = time.perf_counter()
+        steps[name] = Step(RECIPES[name], config, objective)
+        steps[name](sampler.batch(batch))  # warm-up (and compilation) not counted
+        steps[name](sampler.batch(batch))
+        print(f"{name}: ready in {time.perf_counter() - started:.0f} s")
+    seconds: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(args.rounds):
+        for name in names:
+            hr = sampler.batch(batch)
+            started = time.perf_counter()
+            for _ in range(args.steps_per_round):
+                steps[name](hr)
+            seconds[name].append((time.perf_counter() - started) / args.steps_per_round)
+    pixels = batch * patch * patch
+    base = "shipped" if "shipped" in names else names[0]
+    base_rate = pixels / statistics.median(seconds[base]) / RECIPES[base].threads
+    print(f"\n{args.recipe_of}: {batch} x {patch}^2 HR per step ({pixels:,} px), {objective} objective, CPU")
+    print("| recipe | threads | s/step | HR px per wall-second | HR px per CPU-second | vs shipped (CPU-second) |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        s = statistics.median(seconds[name])
+        per_cpu = pixels / s / RECIPES[name].threads
+        print(
+            f"| {name} | {RECIPES[name].threads} | {s:.3f} | {pixels / s:,.0f} | {per_cpu:,.0f} | "
+            f"{per_cpu / base_rate:.2f}x |"
+        )
+    if args.loss_steps:
+        loss_curves(args, names, config, objective, batch, patch)
 
 
-def step_time(
-    config: ModelConfig, args: argparse.Namespace, device: torch.device, precision: str, objective: str = "lossless"
-) -> float:
-    torch.manual_seed(0)
-    model = Rescaler(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
-    hr = torch.rand(args.batch, 3, args.patch, args.patch, device=device)
-    codec = LossyCodec(LossyCodecConfig())
-    times = []
-    for step in range(args.steps + 1):  # the first step warms up and is not counted
-        start = time.perf_counter()
-        with autocast(device, precision):
-            if objective == "jpeg":
-                loss, _ = compression_aware_loss(model, hr, LossWeights(), codec)
-            else:
-                loss, _ = rescaling_loss(model, hr, LossWeights())
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10)
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if step:
-            times.append(time.perf_counter() - start)
-    return sum(times) / len(times)
+def loss_curves(args, names: list[str], config: ModelConfig, objective: str, batch: int, patch: int) -> None:
+    """The same initial weights and the same batches for every recipe: the loss, in windows of 50 steps."""
+    window = 50
+    curves = {}
+    for name in names:
+        step = Step(RECIPES[name], config, objective, seed=1)
+        sampler = PatchSampler(folders=[args.data], patch=patch, seed=1)
+        torch.manual_seed(1)  # the JPEG qualities drawn
+        losses = [step(sampler.batch(batch)) for _ in range(args.loss_steps)]
+        curves[name] = [statistics.mean(losses[i : i + window]) for i in range(0, len(losses), window)]
+    print(f"\nmean loss per {window} steps, same weights and batches:")
+    for name, curve in curves.items():
+        print(f"{name:>16}: " + " ".join(f"{v:8.2f}" for v in curve))
+    base = curves[names[0]]
+    for name in names[1:]:
+        gap = max(abs(a - b) / b for a, b in zip(curves[name], base, strict=True))
+        print(f"{name} against {names[0]}: largest relative gap of a window mean {gap:.2%}")
 
 
 if __name__ == "__main__":

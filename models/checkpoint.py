@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from models.rescaler import ModelConfig, Rescaler
@@ -76,6 +77,8 @@ def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> lis
 # -- training checkpoints ------------------------------------------------------------------
 
 CHECKPOINT_META = "checkpoint.json"
+CHECKPOINT_TENSORS = "checkpoint.safetensors"
+STATE_KEY = "training_state"
 
 
 def save_training_state(
@@ -93,25 +96,38 @@ def save_training_state(
         for name, value in slots.items():
             tensors[f"optim.{idx}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
     tensors.update({f"rng.{k}": v for k, v in rng.items()})
-    _atomic_save_tensors(folder / "checkpoint.safetensors", tensors)
-    _atomic_write_json(folder / CHECKPOINT_META, {**state, "param_groups": optim["param_groups"]})
+    meta = {**state, "param_groups": optim["param_groups"]}
+    # the scalar state travels inside the tensors' file, so one atomic rename replaces the whole checkpoint: a run
+    # killed between two writes never resumes new weights at an old step; the JSON beside it is for reading
+    _atomic_save_tensors(folder / CHECKPOINT_TENSORS, tensors, metadata={STATE_KEY: json.dumps(meta)})
+    _atomic_write_json(folder / CHECKPOINT_META, meta)
+
+
+def _checkpoint_state(folder: Path) -> dict | None:
+    """The scalar state of the checkpoint's tensors file (older checkpoints: the JSON beside it)."""
+    tensor_path, meta_path = folder / CHECKPOINT_TENSORS, folder / CHECKPOINT_META
+    if not tensor_path.is_file():
+        return None
+    with safe_open(str(tensor_path), "pt") as f:
+        stored = (f.metadata() or {}).get(STATE_KEY)
+    if stored is not None:
+        return json.loads(stored)
+    return json.loads(meta_path.read_text()) if meta_path.is_file() else None
 
 
 def training_meta(folder: Path) -> dict | None:
     """The scalar state (step, elapsed_s, ...) of the checkpoint in folder, or None if there is none."""
-    path = folder / CHECKPOINT_META
-    return json.loads(path.read_text()) if path.is_file() else None
+    return _checkpoint_state(folder)
 
 
 def load_training_state(
     folder: Path, *, module: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> tuple[dict, dict[str, torch.Tensor]] | None:
     """Restore module and optimiser in place; returns (scalar state, rng tensors) or None if absent."""
-    meta_path, tensor_path = folder / CHECKPOINT_META, folder / "checkpoint.safetensors"
-    if not meta_path.is_file() or not tensor_path.is_file():
+    meta = _checkpoint_state(folder)
+    if meta is None:
         return None
-    meta = json.loads(meta_path.read_text())
-    tensors = load_file(str(tensor_path))
+    tensors = load_file(str(folder / CHECKPOINT_TENSORS))
     module.load_state_dict({k[len("module.") :]: v for k, v in tensors.items() if k.startswith("module.")})
     slots: dict[int, dict] = {}
     for key, value in tensors.items():

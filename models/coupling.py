@@ -24,6 +24,8 @@ class DenseSubnet(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         features = [x]
         for conv in self.convs:
             features.append(self.act(conv(torch.cat(features, dim=1))))

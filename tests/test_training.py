@@ -261,3 +261,38 @@ def test_every_shipped_training_config_resolves(config):
     assert isinstance(tomllib.loads(config.read_text())["seed"], int)
     assert resolved.train_dirs == ["../shared/data/train"]
     assert resolved.out_dir.name == config.stem
+
+
+def test_a_checkpoint_torn_between_its_two_files_resumes_at_the_step_of_its_weights(tmp_path, photo, capsys):
+    """A run killed after the tensors were replaced and before the JSON beside them: the step is the tensors'."""
+    assert main([*tiny_run_args("irn", photo, tmp_path, 2), "--threads", "1"]) == 0
+    checkpoint = tmp_path / "run" / "checkpoint"
+    stale = (checkpoint / "checkpoint.json").read_text()
+    assert main([*tiny_run_args("irn", photo, tmp_path, 4), "--threads", "1", "--stop-at", "3"]) == 0
+    (checkpoint / "checkpoint.json").write_text(stale)  # the JSON of step 2 beside the tensors of step 3
+    capsys.readouterr()
+    assert main([*tiny_run_args("irn", photo, tmp_path, 4), "--threads", "1"]) == 0
+    assert "resumed at step 3" in capsys.readouterr().out
+
+
+def test_snapshots_keep_the_points_of_a_learning_curve(tmp_path, photo):
+    args = [*tiny_run_args("irn", photo, tmp_path, 4), "--threads", "1", "--snapshot-every", "2"]
+    assert main([*args, "--checkpoint-every-s", "0"]) == 0  # a checkpoint after every step
+    snapshots = sorted(p.name for p in (tmp_path / "run" / "snapshots").iterdir())
+    assert snapshots == ["step-000002", "step-000004"]
+    assert (
+        json.loads((tmp_path / "run" / "snapshots" / "step-000002" / "config.json").read_text())["training"]["steps"]
+        == 2
+    )
+    load_model(tmp_path / "run" / "snapshots" / "step-000002")
+
+
+def test_channels_last_trains_the_same_sums(tmp_path, photo):
+    """NHWC changes the memory layout only: the same run, weights equal to rounding."""
+    runs = {}
+    for layout in ("false", "true"):
+        folder = tmp_path / layout
+        folder.mkdir()
+        assert main([*tiny_run_args("irn-a", photo, folder, 3), "--threads", "1", "--channels-last", layout]) == 0
+        runs[layout] = load_model(folder / "run").state_dict()
+    assert all(torch.allclose(runs["false"][k], runs["true"][k], atol=1e-5) for k in runs["false"])

@@ -1,18 +1,26 @@
 """Random training patches with flips/rotations, skipping patches with too little texture."""
 
 import copy
+from collections import Counter
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from models.images import list_images, load_rgb, rgb_to_y
+
+UNREADABLE = "unreadable"
+SMALLER_THAN_PATCH = "smaller than the patch"
 
 
 class PatchSampler:
     """Draws (B, 3, P, P) batches from photos held in memory as uint8.
 
     Many training photos are soft (sky, bokeh): a patch whose luma standard deviation is
-    under `min_texture` is redrawn, up to `max_tries` times.
+    under `min_texture` is redrawn, up to `max_tries` times (a grey or blank image too: it stays in).
+    Files that cannot give a patch (unreadable, truncated, not an image, smaller than a patch) are
+    left out, listed in `unusable` and counted once at start-up: one bad file in a pool folder must
+    not stop a long run.
     """
 
     def __init__(
@@ -26,14 +34,28 @@ class PatchSampler:
     ) -> None:
         if patch < 8:
             raise ValueError(f"patch must be >= 8, got {patch}")
-        self.images = [
-            torch.from_numpy(load_rgb(path)).permute(2, 0, 1).contiguous()  # (3, H, W) uint8
-            for folder in folders
-            for path in list_images(folder)
-        ]
-        small = [tuple(im.shape[1:]) for im in self.images if min(im.shape[1:]) < patch]
-        if small:
-            raise ValueError(f"patch {patch} is larger than some training images, e.g. {small[0]}")
+        self.images: list[torch.Tensor] = []
+        self.unusable: dict[Path, str] = {}
+        paths = [path for folder in folders for path in list_images(folder)]
+        for path in paths:
+            try:
+                image = load_rgb(path)
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+                self.unusable[path] = UNREADABLE
+                continue
+            if min(image.shape[:2]) < patch:
+                self.unusable[path] = SMALLER_THAN_PATCH
+                continue
+            self.images.append(torch.from_numpy(image).permute(2, 0, 1).contiguous())  # (3, H, W) uint8
+        if not self.images:
+            raise ValueError(f"none of the {len(paths)} image files in {folders} can give {patch}^2 patches")
+        if self.unusable:
+            counts = Counter(self.unusable.values())
+            print(
+                f"patches: skipped {len(self.unusable)} of {len(paths)} image files "
+                f"({', '.join(f'{n} {reason}' for reason, n in sorted(counts.items()))}), "
+                f"e.g. {next(iter(self.unusable))}"
+            )
         self.patch = patch
         self.min_texture = min_texture
         self.max_tries = max_tries

@@ -54,7 +54,11 @@ class TrainConfig:
     weight_decay: float = 1e-5
     grad_clip: float = 10.0
     checkpoint_every_s: float = 180.0
+    # keep a loadable copy of the model at the first checkpoint past every N steps (<out>/snapshots/step-S):
+    # the points of a learning curve; 0 keeps none
+    snapshot_every: int = 0
     precision: str = "fp32"  # bf16: autocast (about 2x faster steps on CPUs with AMX; see bench/train_step.py)
+    channels_last: bool = False  # NHWC: the same sums, faster convolutions on CPUs (bench/train_step.py)
     # loss weights (eq. 2); guidance None = scale^2
     w_reconstruction: float = 1.0
     w_guidance: float | None = None
@@ -203,6 +207,11 @@ def _calibrate_codec(model: Rescaler, config: TrainConfig, sampler: PatchSampler
     print(f"codec z_scale: RMS of z per channel, {model.codec.z_scale.min():.2e} to {model.codec.z_scale.max():.2e}")
 
 
+def snapshots(out: Path) -> list[Path]:
+    """The model folders a run kept along the way, oldest first."""
+    return sorted((out / "snapshots").glob("step-*"))
+
+
 def run_training(config: TrainConfig) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -264,6 +273,8 @@ def run_training(config: TrainConfig) -> Path:
             "config": dataclasses.asdict(config),
         }
         save_model(model, out, extra={"training": training})
+        if config.snapshot_every and trainer.step // config.snapshot_every > len(snapshots(out)):
+            save_model(model, out / "snapshots" / f"step-{trainer.step:06d}", extra={"training": training})
         if trainer.history:
             plot_loss_curves(trainer.history, out / "loss.png", f"{config.variant} x{config.scale}")
 

@@ -45,6 +45,8 @@ class TrainerConfig:
     max_bad_steps: int = 25
     stop_at: int | None = None  # end early at this step; the schedule still spans `steps` (x4 warm starts)
     precision: str = "fp32"  # weights and Adam stay fp32 either way
+    # NHWC activations: oneDNN's convolutions skip their layout reorders (bench/train_step.py)
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -98,6 +100,8 @@ class Trainer:
         on_save: Callable[["Trainer"], None] | None = None,
     ) -> None:
         self.objective = objective.to(device)
+        if config.channels_last:
+            self.objective.to(memory_format=torch.channels_last)
         self.parameters = parameters
         self.batches = batches
         self.config = config
@@ -154,6 +158,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = self.batches.batch(self.config.batch_size).to(self.device)
+        if self.config.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.config.precision):
             loss, terms = model(batch)
         self.optimizer.zero_grad(set_to_none=True)
