@@ -1,4 +1,4 @@
-"""The `rescale` command: train, eval, demo, downscale, upscale, serve."""
+"""The `rescale` command: train, pool, eval, demo, downscale, upscale, serve."""
 
 import argparse
 import sys
@@ -19,6 +19,7 @@ from models.inference.pipeline import downscale_image, upscale_image
 from models.metrics import psnr_y, ssim_y
 from models.registry import Registry, UnknownWeightsError
 from models.rescaler import VARIANTS
+from models.training import pool as training_pool
 from models.training import run as train
 
 
@@ -43,6 +44,11 @@ def _engines(args: argparse.Namespace, registry: Registry) -> EngineSet:
 
 def _train(args: argparse.Namespace) -> int:
     train.run_training(train.resolve_config(args))
+    return 0
+
+
+def _pool(args: argparse.Namespace) -> int:
+    training_pool.run_pool(args)
     return 0
 
 
@@ -161,8 +167,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    entry = publish.publish(args.run, name=args.name, supersedes=args.supersedes, overwrite=args.overwrite)
-    print(f"published {entry['name']}: {entry['bytes']:,} bytes fp16, weights {entry['weights_id']}")
+    entry = publish.publish(
+        args.run, name=args.name, dest=args.into, supersedes=args.supersedes, overwrite=args.overwrite
+    )
+    folder = (args.into or publish.SHIPPED) / entry["name"]
+    print(f"published {entry['name']} in {folder}: {entry['bytes']:,} bytes fp16, weights {entry['weights_id']}")
     return 0
 
 
@@ -188,10 +197,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from service.preflight import preflight
     from service.server import serve
     from service.settings import Settings
 
-    serve(Settings(), host=args.host, port=args.port)
+    settings = Settings()
+    preflight(settings)  # weights and graph cache usable, else one line and exit code 2
+    serve(settings, host=args.host, port=args.port)
     return 0
 
 
@@ -218,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train or resume one model")
     train.add_train_arguments(p)
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("pool", help="training photos from pinned Debian packages, none close to an eval photo")
+    training_pool.add_pool_arguments(p)
+    p.set_defaults(func=_pool)
 
     p = sub.add_parser("downscale", help="HR image -> downscaled file that says what made it")
     p.add_argument("input", help="the photo: PNG, JPEG or WebP")
@@ -272,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("publish", help="ship a trained run: fp16 weights in models/weights + manifest entry")
     p.add_argument("run", help="model folder written by rescale train")
     p.add_argument("--name", default=None, help="folder name under models/weights (default: <variant>-x<scale>)")
+    p.add_argument(
+        "--into",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="a weights folder of its own (with its manifest) instead of the shipped models/weights; a service "
+        "serves a model published there with RESCALE_WEIGHTS_DIRS='[\"FOLDER/NAME\"]'",
+    )
     p.add_argument(
         "--supersedes",
         default=None,

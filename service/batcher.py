@@ -58,11 +58,11 @@ class Item:
     def key(self) -> tuple:
         return self.op, self.weights_id, _shape(self.payload)
 
-    def hr_pixels(self, engine: Engine) -> int:
+    def hr_pixels(self, scale_for: Callable[[str], int]) -> int:
         """The HR pixels this input stands for: its own (encode), or its LR's times scale^2 (decode)."""
         if self.op == "encode":
             return self.payload.shape[-2] * self.payload.shape[-1]
-        return self.payload.rgb.shape[-2] * self.payload.rgb.shape[-1] * engine.config.scale**2
+        return self.payload.rgb.shape[-2] * self.payload.rgb.shape[-1] * scale_for(self.weights_id) ** 2
 
 
 @dataclass
@@ -82,8 +82,11 @@ class Batcher:
         max_wait_s: float,
         max_queue: int,
         on_batch: Callable[[str, str, int, float], None] | None = None,
+        scale_for: Callable[[str], int] | None = None,
     ) -> None:
         self.engine_for = engine_for
+        # the scale of these weights, without building their engine (engines load on first use, in _forward)
+        self.scale_for = scale_for or (lambda weights_id: engine_for(weights_id, devices[0]).config.scale)
         self.on_batch = on_batch  # (weights id, op, HR pixels, seconds) of every batch run
         self.devices = devices
         self.max_batch = max_batch
@@ -207,7 +210,7 @@ class Batcher:
         bound = self.batch_pixels(item.weights_id)
         if bound is None:
             return self.max_batch
-        return max(1, min(self.max_batch, bound // item.hr_pixels(self.engine_for(item.weights_id, self.devices[0]))))
+        return max(1, min(self.max_batch, bound // item.hr_pixels(self.scale_for)))
 
     def _next_batch(self) -> list[Item] | None:
         with self._cond:
@@ -286,7 +289,7 @@ class Batcher:
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
         if self.on_batch is not None:
-            self.on_batch(wid, op, sum(i.hr_pixels(engine) for i in items), seconds)
+            self.on_batch(wid, op, sum(i.hr_pixels(self.scale_for) for i in items), seconds)
         metrics.BATCH_SIZE.observe(len(items))
         metrics.MODEL_SECONDS.labels(op).observe(seconds)
         return outputs, seconds

@@ -1,8 +1,8 @@
 """What a request's model work costs on this device, and the refusal of what cannot finish in time.
 
 The pixel limit alone is no cost limit on a CPU: a 16 MP image that passes it can need
-minutes of model time. Each model's FLOPs per HR pixel are counted once per direction at
-start-up (torch.utils.flop_counter, on a small input: cheap), and the device's FLOP rate is
+minutes of model time. Each model's FLOPs per HR pixel are counted once per direction on its
+first request (torch.utils.flop_counter, on a small input: cheap), and the device's FLOP rate is
 learnt from the batches the workers actually run (the best of the recent ones, so a busy
 moment does not refuse work that an idle device can do). A request whose model time at that
 rate would pass its deadline is refused before it is queued; until a first batch has run,
@@ -33,26 +33,31 @@ def _counted(fn, arg) -> tuple[object, int]:
 
 @dataclass
 class CostModel:
-    flops_per_pixel: dict[tuple[str, str], float]  # (weights id, "encode"/"decode") -> FLOPs per HR pixel
+    registry: Registry
+    device: torch.device
+    # (weights id, "encode"/"decode") -> FLOPs per HR pixel, counted on a model's first request
+    flops_per_pixel: dict[tuple[str, str], float] = field(default_factory=dict)
     _rates: deque = field(default_factory=lambda: deque(maxlen=RECENT_BATCHES))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @classmethod
-    def count(cls, registry: Registry, device: torch.device) -> "CostModel":
-        flops: dict[tuple[str, str], float] = {}
+    def count(self, weights_id: str) -> None:
+        """Count both directions of these weights once (a model's first request; a worker thread)."""
+        if (weights_id, "encode") in self.flops_per_pixel:
+            return
+        entry = self.registry.get(weights_id)
+        model = self.registry.model(weights_id, self.device)
+        side = PROBE_LR * entry.config.size_multiple
         with torch.inference_mode():
-            for wid, entry in registry.entries.items():
-                model = registry.model(wid, device)
-                side = PROBE_LR * entry.config.size_multiple
-                hr = torch.rand(1, 3, side, side, device=device)
-                encoded, encode_flops = _counted(model.encode, hr)
-                _, decode_flops = _counted(model.decode, encoded)
-                flops[(wid, "encode")] = encode_flops / (side * side)
-                flops[(wid, "decode")] = decode_flops / (side * side)
-        return cls(flops)
+            hr = torch.rand(1, 3, side, side, device=self.device)
+            encoded, encode_flops = _counted(model.encode, hr)
+            _, decode_flops = _counted(model.decode, encoded)
+        with self._lock:
+            self.flops_per_pixel[(weights_id, "decode")] = decode_flops / (side * side)
+            self.flops_per_pixel[(weights_id, "encode")] = encode_flops / (side * side)
 
     def observe(self, weights_id: str, op: str, hr_pixels: int, seconds: float) -> None:
         """A batch the workers ran: its FLOP rate joins the recent ones."""
+        self.count(weights_id)
         per_pixel = self.flops_per_pixel.get((weights_id, op))
         if per_pixel and seconds > 0:
             with self._lock:
@@ -67,6 +72,7 @@ class CostModel:
         rate = self.flops_per_second
         if rate is None:
             return None
+        self.count(weights_id)
         return self.flops_per_pixel[(weights_id, op)] * hr_pixels / rate * TILING_MARGIN
 
     def check(self, weights_id: str, op: str, hr_size: tuple[int, int], budget_s: float) -> None:

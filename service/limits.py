@@ -121,6 +121,9 @@ class RequestMetrics:
             return
         start = time.perf_counter()
         status = 500
+        endpoint = scope["path"] if scope["path"] in self.endpoints else "other"
+        in_flight = metrics.IN_FLIGHT.labels(endpoint)
+        in_flight.inc()
 
         async def tracking_send(message: Message) -> None:
             nonlocal status
@@ -131,6 +134,6 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, tracking_send)
         finally:
-            endpoint = scope["path"] if scope["path"] in self.endpoints else "other"
+            in_flight.dec()
             metrics.REQUESTS.labels(endpoint, str(status)).inc()
             metrics.REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - start)

@@ -28,6 +28,9 @@ STAGE_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+IN_FLIGHT = Gauge(
+    "rescale_requests_in_flight", "Requests received and not yet answered", ["endpoint"], registry=REGISTRY
+)
 QUEUE_DEPTH = Gauge("rescale_queue_depth", "Model inputs waiting for a worker", registry=REGISTRY)
 QUEUE_CAPACITY = Gauge("rescale_queue_capacity", "Model inputs the queue holds before refusing", registry=REGISTRY)
 QUEUE_WAIT_SECONDS = Histogram(

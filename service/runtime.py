@@ -12,7 +12,8 @@ from fastapi import Depends, Request
 from PIL import Image
 
 from models.inference.engines import EngineSet
-from models.registry import Registry
+from models.inference.tiles import Tiling
+from models.registry import Entry, Registry
 from service import metrics
 from service.batcher import Batcher
 from service.catalogue import Catalogue
@@ -58,6 +59,7 @@ class Runtime:
         devices = visible_devices(settings.device)
         engines = EngineSet(
             registry,
+            max_loaded=settings.max_loaded_models,
             backend=settings.backend,
             precision=settings.precision,
             threads=settings.torch_threads,
@@ -67,12 +69,14 @@ class Runtime:
             tile_memory_mb=settings.tile_memory_mb,
         )
         started = time.perf_counter()
-        engines.warm(devices)  # every model on every device, converted and sized, before taking traffic
+        preload = preloaded(registry, settings.preload)
+        engines.warm(devices, preload)  # the rest build on first use, from the graph cache when it has them
         for device in devices:
             name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
             metrics.DEVICE_INFO.labels(str(device), name).set(1)
-        log.info("engines ready in %.1f s: %s", time.perf_counter() - started, engines.describe())
-        cost = CostModel.count(registry, devices[0])
+        if preload:
+            log.info("preloaded in %.1f s: %s", time.perf_counter() - started, engines.describe())
+        cost = CostModel(registry, devices[0])
         objective = settings.latency_objective_s or (
             GPU_LATENCY_OBJECTIVE_S if devices[0].type == "cuda" else CPU_LATENCY_OBJECTIVE_S
         )
@@ -85,6 +89,7 @@ class Runtime:
             max_wait_s=settings.max_batch_wait_ms / 1000,
             max_queue=settings.max_queue,
             on_batch=cost.observe,
+            scale_for=lambda wid: registry.get(wid).config.scale,
         )
         batcher.start()
         log.info("serving %d models on %s", len(registry.entries), ", ".join(map(str, devices)))
@@ -112,10 +117,35 @@ class Runtime:
             log.warning("shutdown: in-flight work did not finish within %.0f s", self.settings.drain_timeout_s)
         self.codec_pool.shutdown(wait=False, cancel_futures=True)
 
+    async def tiling(self, entry: Entry) -> Tiling:
+        """The model's tiles; sized by a small eager pass on its first request, off the event loop."""
+        return await self.in_codec_pool(self.engines.tiling, entry.weights_id)
+
+    async def check_cost(self, entry: Entry, op: str, hr_size: tuple[int, int]) -> None:
+        """413 when the model time would pass the deadline (FLOPs counted on first use, off the event loop)."""
+        await self.in_codec_pool(self.cost.check, entry.weights_id, op, hr_size, self.settings.request_timeout_s)
+
     async def in_codec_pool(self, fn, *args, **kwargs):
         """PNG/JPEG/WebP work off the event loop and off the model workers."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.codec_pool, lambda: fn(*args, **kwargs))
+
+
+def preloaded(registry: Registry, names: list[str]) -> list[str]:
+    """The weights ids that RESCALE_PRELOAD names: "all", or models as `irn-a-x4` (variant-xScale, "-jpeg" for
+    the compression-aware ones, as /v1/models lists them)."""
+    if "all" in names:
+        return list(registry.entries)
+    by_name = {entry_name(e): wid for wid, e in registry.entries.items() if e.superseded_by is None}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ValueError(f"RESCALE_PRELOAD names {', '.join(unknown)}; known: all, {', '.join(sorted(by_name))}")
+    return [by_name[n] for n in names]
+
+
+def entry_name(entry: Entry) -> str:
+    """irn-a-x4, irn-jpeg-x2: the variant, -jpeg for compression-aware weights, and the scale."""
+    return f"{entry.config.variant}{'-jpeg' if entry.lossy else ''}-x{entry.config.scale}"
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -35,6 +35,14 @@ class Settings(BaseSettings):
         description="bf16/auto: bf16 where the device has it natively (AMX, AVX512-BF16, GPUs), about 2x faster "
         "on such CPUs, outputs up to ~2/255 from fp32; fp32 elsewhere. Files stay 8-bit",
     )
+    preload: list[str] = Field(
+        default_factory=list,
+        description='models built before the service is ready (JSON list: ["all"], ["irn-a-x4", "irn-jpeg-x2"]); '
+        "the others build on their first request, from the graph cache in seconds",
+    )
+    max_loaded_models: int | None = Field(
+        4, ge=1, description="engines kept built (each holds its graphs and their working memory); LRU beyond"
+    )
     compile_cache_dir: Path | None = Field(
         default_factory=default_cache_dir, description="converted OpenVINO graphs are kept here across restarts"
     )

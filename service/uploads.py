@@ -11,24 +11,37 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import ServiceError
 
-FIELD = "image"
+FIELDS = ("image", "file")  # the names people use (`curl -F image=@...`, `-F file=@...`); any single file part is taken
 RAW_TYPES = ("image/png", "image/jpeg", "image/webp", "application/octet-stream")
+FILE_PART = f"a file part named {' or '.join(repr(name) for name in FIELDS)}"
+# Starlette raises the same 400 for every multipart limit; this is how it words the file-count one
+TOO_MANY_FILES_PREFIX = "Too many files"
+
+
+async def read_multipart(request: Request) -> bytes:
+    """The bytes of the one file part, whatever its name; a second file part is refused before it is buffered."""
+    try:
+        form = await request.form(max_files=1, max_fields=4)
+    except StarletteHTTPException as exc:  # Starlette's multipart limits and parse errors
+        detail = str(exc.detail).rstrip(".")
+        if detail.startswith(TOO_MANY_FILES_PREFIX):
+            raise ServiceError(
+                400,
+                "too_many_files",
+                f"the multipart body has more than one file part: send one image per request, as {FILE_PART}",
+            ) from exc
+        raise ServiceError(400, "bad_multipart", f"{detail}: send the image as {FILE_PART}") from exc
+    uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+    if not uploads:
+        raise ServiceError(422, "missing_image", f"the multipart body has no file part: send the image as {FILE_PART}")
+    return await uploads[0].read()
 
 
 async def read_upload(request: Request) -> bytes:
-    """The image bytes: multipart field `image`, or the raw body with an image Content-Type."""
+    """The image bytes: the multipart body's one file part, or the raw body with an image Content-Type."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        try:
-            form = await request.form(max_files=1, max_fields=4)
-        except StarletteHTTPException as exc:  # Starlette's multipart limits and parse errors
-            raise ServiceError(
-                400, "bad_multipart", f"{exc.detail.rstrip('.')}: send one file field named '{FIELD}'"
-            ) from exc
-        upload = form.get(FIELD)
-        if not isinstance(upload, UploadFile):
-            raise ServiceError(422, "missing_image", f"multipart body needs a file field named '{FIELD}'")
-        data = await upload.read()
+        data = await read_multipart(request)
     elif content_type.startswith("image/") or content_type == "application/octet-stream":
         if content_type not in RAW_TYPES:
             raise ServiceError(415, "unsupported_format", f"{content_type} is not supported: send PNG, JPEG or WebP")

@@ -22,7 +22,7 @@ def main() -> None:
     args = p.parse_args()
     cache_dir = args.cache_dir or Settings().compile_cache_dir or default_cache_dir()
     started = time.perf_counter()
-    engines = EngineSet(Registry(args.weights), cache_dir=cache_dir)
+    engines = EngineSet(Registry(args.weights), cache_dir=cache_dir, max_loaded=1)  # one in memory at a time
     engines.warm([torch.device("cpu")])
     print(f"{len(engines.registry.entries)} models ready in {cache_dir} ({time.perf_counter() - started:.0f} s)")
 

@@ -45,7 +45,10 @@ def test_hadolint(dockerfile):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("dockerfile", [p for p in DOCKERFILES if p.name != "Dockerfile.train"], ids=lambda p: p.name)
+SERVING_DOCKERFILES = [p for p in DOCKERFILES if p.name not in ("Dockerfile.train", "Dockerfile.prometheus")]
+
+
+@pytest.mark.parametrize("dockerfile", SERVING_DOCKERFILES, ids=lambda p: p.name)
 def test_serving_images_run_as_non_root_with_a_healthcheck(dockerfile):
     text = dockerfile.read_text()
     assert "HEALTHCHECK" in text and "/healthz" in text

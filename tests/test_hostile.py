@@ -12,6 +12,7 @@ import time
 import httpx
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from models.files.containers import read_image, write_lossy, write_png
@@ -366,7 +367,9 @@ def test_a_png_missing_its_iend_still_upscales_exactly(client, photo):
 
 def test_an_image_whose_model_time_would_pass_the_deadline_is_refused_before_queueing(weights, photo):
     """The pixel limit is no cost limit on a CPU: FLOPs per pixel at the FLOP rate the workers reach decide."""
-    settings = settings_for(weights, request_timeout_s=0.5, max_pixels=4_000_000, max_upload_bytes=20_000_000)
+    settings = settings_for(
+        weights, request_timeout_s=0.5, max_pixels=4_000_000, max_upload_bytes=20_000_000, preload=["all"]
+    )  # built before the first request: a model built on first use would spend the 0.5 s deadline on its build
     with running_server(settings) as base, httpx.Client(base_url=base, timeout=60) as c:
         # before any batch has run the rate is unknown and nothing is refused on cost
         first = post(c, "/downscale", png_bytes(photo), {"scale": 2, "mode": "plain"})
@@ -388,7 +391,8 @@ def test_the_cost_model_learns_the_rate_from_batches():
     from service.cost import CostModel
     from service.errors import ServiceError
 
-    cost = CostModel({("w", "encode"): 1e6, ("w", "decode"): 2e6})
+    counted = {("w", "encode"): 1e6, ("w", "decode"): 2e6}  # as if counted on a first request
+    cost = CostModel(registry=None, device=torch.device("cpu"), flops_per_pixel=counted)
     cost.check("w", "encode", (10_000, 10_000), 1.0)  # no rate yet: nothing refused
     cost.observe("w", "encode", 1_000_000, 2.0)  # 0.5 TFLOP/s... a slow batch
     cost.observe("w", "encode", 1_000_000, 1.0)  # ...and a faster one: the best recent rate counts

@@ -190,11 +190,6 @@ def test_error_statuses_and_texts(client, photo, path, params, body, content_typ
     assert message in response.json()["message"]
 
 
-def test_missing_multipart_field(client, photo):
-    response = client.post("/downscale", files={"picture": ("x.png", png_bytes(photo), "image/png")})
-    assert response.status_code == 422 and response.json()["code"] == "missing_image"
-
-
 def test_unknown_weights_are_named(client, photo, tmp_path):
     other = perturbed(Rescaler(tiny_config("irn", 2)), seed=7)
     folder = tmp_path / "other"

@@ -16,6 +16,7 @@ import math
 import os
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -151,6 +152,11 @@ class OpenVINOEngine:
         self._graphs: dict[str, object] = {}
         self._lock = threading.Lock()
 
+    @staticmethod
+    def graph_names(config: ModelConfig) -> list[str]:
+        """The graphs a model converts to: its encoder, its decoder, and for -M the decoder of a coded file."""
+        return ["encode", "decode", *(["decode-code"] if config.metadata else [])]
+
     # which graphs a model has: name -> (module, input channels)
     def _graph_specs(self) -> dict[str, tuple[Callable[[], nn.Module], list[int]]]:
         c = self.config
@@ -172,11 +178,7 @@ class OpenVINOEngine:
         return [torch.rand(1, ch, n, n) for ch, n in zip(channels, sides, strict=True)]
 
     def _cache_path(self, name: str) -> Path | None:
-        import openvino as ov
-
-        if self.cache_dir is None:
-            return None
-        return self.cache_dir / f"{self.key}-{name}-openvino-{ov.__version__.split('-')[0]}.xml"
+        return None if self.cache_dir is None else graph_cache_path(self.cache_dir, self.key, name)
 
     def _convert(self, name: str):
         import openvino as ov
@@ -245,6 +247,18 @@ class OpenVINOEngine:
         return self._run(name, [t.cpu() for t in inputs])[0]
 
 
+def graph_cache_path(cache_dir: Path, key: str, name: str) -> Path:
+    """Where a converted graph is kept: by weights, network code and OpenVINO release."""
+    import openvino as ov
+
+    return cache_dir / f"{key}-{name}-openvino-{ov.__version__.split('-')[0]}.xml"
+
+
+def engine_key(weights_id: str) -> str:
+    """What names a model's converted graphs: its weights and the network code that traced them."""
+    return f"{weights_id}-{code_version()}"
+
+
 def make_engine(
     model: Rescaler,
     *,
@@ -268,7 +282,12 @@ def default_cache_dir() -> Path:
 
 
 class EngineSet:
-    """Every loaded model's engine per device, and its tiling, built once: the CLI's and the service's."""
+    """Every model's engine per device, and its tiling, built on first use: the CLI's and the service's.
+
+    A built OpenVINO engine holds its compiled graphs and their working memory (hundreds of MB after a large
+    tile), so at most `max_loaded` engines stay built: the least recently used one is dropped when another is
+    built (a worker still running it keeps it until its batch ends), and builds again from the graph cache.
+    """
 
     def __init__(
         self,
@@ -281,41 +300,68 @@ class EngineSet:
         tile_lr: int | None = None,
         overlap_lr: int | None = None,
         tile_memory_mb: int | None = None,
+        max_loaded: int | None = None,
     ) -> None:
+        if max_loaded is not None and max_loaded < 1:
+            raise ValueError(f"max_loaded must be at least 1 (or None: no bound), got {max_loaded}")
         self.registry = registry
         self.backend, self.precision, self.threads, self.cache_dir = backend, precision, threads, cache_dir
         self.tile_lr, self.overlap_lr, self.tile_memory_mb = tile_lr, overlap_lr, tile_memory_mb
-        self._engines: dict[tuple[str, str], Engine] = {}
+        self.max_loaded = max_loaded
+        self._engines: OrderedDict[tuple[str, str], Engine] = OrderedDict()  # least recently used first
+        self._building: dict[tuple[str, str], threading.Lock] = {}
         self._tilings: dict[str, Tiling] = {}
         self._lock = threading.Lock()
+        self.evictions = 0
 
     def engine(self, wid: str, device: torch.device | str = "cpu") -> Engine:
         key = (wid, str(device))
         with self._lock:
-            if key not in self._engines:
-                self._engines[key] = make_engine(
-                    self.registry.model(wid, device),
-                    key=f"{self.registry.get(wid).weights_id}-{code_version()}",
-                    backend=self.backend,
-                    precision=self.precision,
-                    threads=self.threads,
-                    cache_dir=self.cache_dir,
-                )
-            return self._engines[key]
+            if key in self._engines:
+                self._engines.move_to_end(key)
+                return self._engines[key]
+            building = self._building.setdefault(key, threading.Lock())
+        with building:  # one build per key; other models' lookups go on meanwhile
+            with self._lock:
+                if key in self._engines:
+                    return self._engines[key]
+            engine = make_engine(
+                self.registry.model(wid, device),
+                key=engine_key(self.registry.get(wid).weights_id),
+                backend=self.backend,
+                precision=self.precision,
+                threads=self.threads,
+                cache_dir=self.cache_dir,
+            )
+            with self._lock:
+                self._engines[key] = engine
+                while self.max_loaded is not None and len(self._engines) > self.max_loaded:
+                    dropped, _ = self._engines.popitem(last=False)
+                    self.evictions += 1
+                    log.info("dropped the engine of %s on %s (more than %d built)", *dropped, self.max_loaded)
+            return engine
+
+    @property
+    def loaded(self) -> list[tuple[str, str]]:
+        """(weights id, device) of the engines built now, least recently used first."""
+        with self._lock:
+            return list(self._engines)
 
     def tiling(self, wid: str) -> "Tiling":
         from models.inference.memory import DEFAULT_TILE_MEMORY_MB, tiling_for
 
         with self._lock:
-            if wid not in self._tilings:
-                self._tilings[wid] = tiling_for(
-                    self.registry.get(wid),
-                    self.registry.model(wid),
-                    tile_lr=self.tile_lr,
-                    overlap_lr=self.overlap_lr,
-                    memory_mb=self.tile_memory_mb or DEFAULT_TILE_MEMORY_MB,
-                )
-            return self._tilings[wid]
+            if wid in self._tilings:
+                return self._tilings[wid]
+        tiling = tiling_for(  # a small eager pass: outside the lock
+            self.registry.get(wid),
+            self.registry.model(wid),
+            tile_lr=self.tile_lr,
+            overlap_lr=self.overlap_lr,
+            memory_mb=self.tile_memory_mb or DEFAULT_TILE_MEMORY_MB,
+        )
+        with self._lock:
+            return self._tilings.setdefault(wid, tiling)
 
     def batch_pixels(self, wid: str) -> int | None:
         """The HR pixels one batch may hold: what the largest tile was sized for (None: no bound), so a full
@@ -323,18 +369,25 @@ class EngineSet:
         tiling = self.tiling(wid)
         return (tiling.tile * self.registry.get(wid).config.scale) ** 2 if tiling.tile else None
 
-    def signature(self, wid: str) -> str:
+    def kind(self, device: torch.device | str = "cpu") -> str:
+        """The engine class and precision a model gets on this device, e.g. 'OpenVINOEngine-fp32', known without
+        building one."""
+        device = torch.device(device)
+        backend = resolve_backend(self.backend, device)
+        engine = OpenVINOEngine if backend == "openvino" else TorchEngine
+        return f"{engine.__name__}-{resolve_precision(self.precision, device)}"
+
+    def signature(self, wid: str, device: torch.device | str = "cpu") -> str:
         """What decides a result's bytes besides the input and the weights: the engine, its precision and the
         tiling (backends and tiles agree within one code, not bit for bit), e.g. 'OpenVINOEngine-fp32-385-10'."""
-        engine = next((e for (w, _), e in self._engines.items() if w == wid), None)
         tiling = self.tiling(wid)
-        kind = f"{type(engine).__name__}-{engine.precision}" if engine is not None else "unbuilt"
-        return f"{kind}-{tiling.tile}-{tiling.overlap}"
+        return f"{self.kind(device)}-{tiling.tile}-{tiling.overlap}"
 
     def describe(self) -> str:
-        """What runs each model, e.g. 'irn x4: OpenVINOEngine fp32, tiles of 334 LR px with 10 px of context'."""
+        """What runs each built model, e.g. 'IRN x4 on cpu: OpenVINOEngine fp32, tiles of 334 LR px with 10 px
+        of context'."""
         parts = []
-        for (wid, device), engine in self._engines.items():
+        for (wid, device), engine in list(self._engines.items()):
             entry, tiling = self.registry.get(wid), self._tilings.get(wid)
             tiles = f", tiles of {tiling.tile} LR px with {tiling.overlap} px of context" if tiling else ""
             parts.append(
@@ -342,9 +395,10 @@ class EngineSet:
             )
         return "; ".join(parts)
 
-    def warm(self, devices: list[torch.device]) -> None:
-        """Build every engine (converting its graphs) and tiling now, before any request needs them."""
-        for wid in self.registry.entries:
+    def warm(self, devices: list[torch.device], wids: list[str] | None = None) -> None:
+        """Build these models' engines (all by default: converting their graphs) and tilings now, before any
+        request needs them."""
+        for wid in self.registry.entries if wids is None else wids:
             self.tiling(wid)
             for device in devices:
                 engine = self.engine(wid, device)

@@ -64,6 +64,7 @@ async def downscale(
         model=model.value if model else None, mode=mode.value, scale=int(scale), format=format.value
     )
     data = await timings.timed("read", read_upload(request))
+    tiling = await runtime.tiling(entry)
     cache_control = runtime.settings.cache_control
     etag = etag_for(
         "downscale",
@@ -74,7 +75,7 @@ async def downscale(
         format=format,
         quality=quality,
         transparency=transparency,
-        engine=runtime.engines.signature(entry.weights_id),
+        engine=runtime.engines.signature(entry.weights_id, runtime.devices[0]),
     )
     if (cached := not_modified(request, etag, cache_control)) is not None:
         return cached
@@ -84,10 +85,8 @@ async def downscale(
             decode_photo, data, max_pixels=runtime.settings.max_pixels, transparency=transparency.value
         ),
     )
-    runtime.cost.check(entry.weights_id, "encode", image.shape[:2], runtime.settings.request_timeout_s)
-    inputs, assemble = await runtime.in_codec_pool(
-        plan_downscale, entry.config, image, runtime.engines.tiling(entry.weights_id)
-    )
+    await runtime.check_cost(entry, "encode", image.shape[:2])
+    inputs, assemble = await runtime.in_codec_pool(plan_downscale, entry.config, image, tiling)
     outputs = await run_model(runtime, request, "encode", entry.weights_id, inputs, timings)
     body = await timings.timed(
         "encode",

@@ -1,5 +1,7 @@
 """OpenAPI description of the image body both endpoints take (read by hand, see service/uploads.py)."""
 
+from service.uploads import FIELDS
+
 IMAGE_BODY = {
     "requestBody": {
         "required": True,
@@ -7,8 +9,11 @@ IMAGE_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["image"],
-                    "properties": {"image": {"type": "string", "format": "binary"}},
+                    "description": "one file part, named image or file (a single file part of any other name is "
+                    "taken too); two or more are a 400 too_many_files",
+                    "properties": {name: {"type": "string", "format": "binary"} for name in FIELDS},
+                    "minProperties": 1,
+                    "maxProperties": 1,
                 }
             },
             "image/png": {"schema": {"type": "string", "format": "binary"}},
@@ -22,7 +27,7 @@ ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schem
 ERROR_RESPONSES = {
     status: {"description": text, **ERROR}
     for status, text in {
-        400: "corrupt, truncated or empty image, or a malformed multipart body",
+        400: "corrupt, truncated or empty image, a malformed multipart body, or more than one file part",
         401: "API key missing or not valid (when keys are configured)",
         408: "the upload did not arrive in time",
         413: "upload, pixel count or model time over the limit",

@@ -66,7 +66,8 @@ async def upscale(
             decoded = decoded.with_neutral_alpha()
     cache_control = runtime.settings.cache_control
     described = {"format": format, "quality": quality, "best_effort": best_effort}
-    described["engine"] = runtime.engines.signature(entry.weights_id)
+    tiling = await runtime.tiling(entry)
+    described["engine"] = runtime.engines.signature(entry.weights_id, runtime.devices[0])
     if decoded.header is None:  # then the caller's scale and mode chose the model
         described |= {"scale": int(scale), "mode": mode}
     etag = etag_for("upscale", data, entry.weights_id, **described)
@@ -76,10 +77,8 @@ async def upscale(
     h, w = downscaled.hr_size
     if h * w > runtime.settings.max_pixels:
         raise ImageTooLargeError(f"upscaled size {w}x{h} is over the {runtime.settings.max_pixels:,}-pixel limit")
-    runtime.cost.check(entry.weights_id, "decode", (h, w), runtime.settings.request_timeout_s)
-    inputs, assemble = await runtime.in_codec_pool(
-        plan_upscale, entry.config, downscaled, runtime.engines.tiling(entry.weights_id)
-    )
+    await runtime.check_cost(entry, "decode", (h, w))
+    inputs, assemble = await runtime.in_codec_pool(plan_upscale, entry.config, downscaled, tiling)
     outputs = await run_model(runtime, request, "decode", entry.weights_id, inputs, timings)
     body = await timings.timed(
         "encode", runtime.in_codec_pool(lambda: encode_image(assemble(outputs), format.value, quality))

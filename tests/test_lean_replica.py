@@ -1,0 +1,107 @@
+"""A replica that starts in seconds on little memory: engines built on first use and bounded in number, a start-up
+check that refuses to serve with one line, and the models named for preloading."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.inference.engines import EngineSet, OpenVINOEngine, engine_key, graph_cache_path
+from models.registry import Registry
+from service import preflight
+from service.runtime import preloaded
+from service.settings import Settings
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def registry(weights) -> Registry:
+    return Registry([weights["irn-x2"], weights["irn-a-x2"], weights["irn-a-x4"]], include_shipped=False)
+
+
+def test_engines_build_on_first_use_and_the_least_recently_used_is_dropped(registry):
+    engines = EngineSet(registry, backend="torch", max_loaded=2)
+    first, second, third = registry.entries
+    assert engines.loaded == []
+    built = engines.engine(first)
+    assert engines.engine(first) is built  # kept while within the bound
+    engines.engine(second)
+    engines.engine(first)  # now the most recently used
+    engines.engine(third)
+    assert engines.loaded == [(first, "cpu"), (third, "cpu")]
+    assert engines.evictions == 1
+    assert engines.engine(second) is not None and engines.loaded == [(third, "cpu"), (second, "cpu")]
+
+
+def test_the_signature_of_a_result_is_known_before_its_engine_is_built(registry):
+    """It is part of the ETag: the first request and later ones must agree."""
+    engines = EngineSet(registry, max_loaded=1)
+    wid = next(iter(registry.entries))
+    before = engines.signature(wid)
+    engines.engine(wid)
+    assert engines.signature(wid) == before
+    assert before.startswith("OpenVINOEngine-fp32-")
+
+
+def test_a_bound_below_one_is_refused(registry):
+    with pytest.raises(ValueError, match=r"max_loaded must be at least 1 \(or None: no bound\), got 0"):
+        EngineSet(registry, max_loaded=0)
+
+
+def test_preload_names_models_as_v1_models_lists_them(registry):
+    assert preloaded(registry, []) == []
+    assert preloaded(registry, ["all"]) == list(registry.entries)
+    assert len(preloaded(registry, ["irn-a-x4", "irn-x2"])) == 2
+    with pytest.raises(ValueError, match=r"RESCALE_PRELOAD names irn-x8; known: all, irn-a-x2, irn-a-x4, irn-x2"):
+        preloaded(registry, ["irn-x8"])
+
+
+def test_a_read_only_cache_must_hold_every_graph(registry, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    preflight.check_graph_cache(cache, registry)  # made when missing, writable: fine
+    monkeypatch.setattr(preflight, "writable", lambda folder: False)
+    with pytest.raises(OSError, match=r"the graph cache .* is read-only and lacks the converted graphs of irn x2"):
+        preflight.check_graph_cache(cache, registry)
+    for wid, entry in registry.entries.items():
+        for name in OpenVINOEngine.graph_names(entry.config):
+            graph_cache_path(cache, engine_key(wid), name).write_text("<net/>")
+    preflight.check_graph_cache(cache, registry)  # complete: a read-only cache from the image build serves
+
+
+def test_a_cache_that_cannot_be_made_is_refused(registry):
+    with pytest.raises(OSError, match=r"the graph cache /proc/rescale does not exist and cannot be made"):
+        preflight.check_graph_cache(Path("/proc/rescale"), registry)
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"RESCALE_WEIGHTS_DIRS": '["/nonexistent/irn-x2"]'}, "/nonexistent/irn-x2 must hold model.safetensors"),
+        ({"RESCALE_PRELOAD": '["irn-x8"]'}, "RESCALE_PRELOAD names irn-x8"),
+    ],
+)
+def test_serve_refuses_to_start_with_one_line(env, reason, weights, tmp_path):
+    variables = {
+        "RESCALE_WEIGHTS_DIRS": f'["{weights["irn-x2"]}"]',
+        "RESCALE_INCLUDE_SHIPPED_WEIGHTS": "false",
+        "RESCALE_COMPILE_CACHE_DIR": str(tmp_path / "cache"),
+        "PATH": "/usr/bin:/bin",
+        **env,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "models", "serve", "--port", "1"],
+        env=variables,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("rescale serve: ")
+    assert reason in result.stderr
+
+
+def test_settings_default_to_a_lean_replica():
+    settings = Settings()
+    assert settings.preload == [] and settings.max_loaded_models == 4
