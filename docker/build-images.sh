@@ -18,6 +18,7 @@ if [ "$BASE" = rescale-base:bookworm ] && ! docker image inspect "$BASE" >/dev/n
   log "base image $BASE from Debian $SUITE ($MIRROR)"
   root=$(mktemp -d)
   trap 'rm -rf "$root"' EXIT
+  chmod 755 "$root"  # it becomes the image's /: mktemp's 0700 would lock every non-root user out
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates "$SUITE" "$root" "$MIRROR" >/dev/null
   # the machine's CA bundle: package registries may be reached through a proxy that this machine trusts
   cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"

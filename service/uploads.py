@@ -31,10 +31,15 @@ async def read_multipart(request: Request) -> bytes:
                 f"the multipart body has more than one file part: send one image per request, as {FILE_PART}",
             ) from exc
         raise ServiceError(400, "bad_multipart", f"{detail}: send the image as {FILE_PART}") from exc
-    uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
-    if not uploads:
-        raise ServiceError(422, "missing_image", f"the multipart body has no file part: send the image as {FILE_PART}")
-    return await uploads[0].read()
+    try:
+        uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+        if not uploads:
+            raise ServiceError(
+                422, "missing_image", f"the multipart body has no file part: send the image as {FILE_PART}"
+            )
+        return await uploads[0].read()
+    finally:
+        await form.close()  # a part over 1 MB spooled to a temporary file: removed now, not when collected
 
 
 async def read_upload(request: Request) -> bytes:
@@ -50,7 +55,7 @@ async def read_upload(request: Request) -> bytes:
         raise ServiceError(
             415,
             "unsupported_media_type",
-            "send the image as multipart field 'image' or as the raw body with Content-Type image/png, "
+            f"send the image as {FILE_PART} of a multipart body, or as the raw body with Content-Type image/png, "
             "image/jpeg or image/webp",
         )
     if not data:

@@ -274,7 +274,9 @@ def run_training(config: TrainConfig) -> Path:
         }
         save_model(model, out, extra={"training": training})
         if config.snapshot_every and trainer.step // config.snapshot_every > len(snapshots(out)):
-            save_model(model, out / "snapshots" / f"step-{trainer.step:06d}", extra={"training": training})
+            # fp16, as weights ship: the curve measures what would be published, at half the bytes kept
+            snapshot = out / "snapshots" / f"step-{trainer.step:06d}"
+            save_model(model, snapshot, dtype=torch.float16, extra={"training": training})
         if trainer.history:
             plot_loss_curves(trainer.history, out / "loss.png", f"{config.variant} x{config.scale}")
 
