@@ -1,5 +1,6 @@
 """The FastAPI app: `uvicorn service.main:app` or `rescale serve`."""
 
+import asyncio
 import logging
 import logging.config
 from contextlib import asynccontextmanager
@@ -40,7 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.runtime = Runtime.start(settings)
+        unloading = asyncio.create_task(app.state.runtime.unload_idle_models())
         yield
+        unloading.cancel()
         await app.state.runtime.stop()
 
     app = FastAPIOffline(  # /docs and /redoc with Swagger UI and ReDoc served from the package: no CDN

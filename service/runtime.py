@@ -45,6 +45,7 @@ class Runtime:
     devices: list[torch.device]
     engines: EngineSet
     cost: CostModel
+    preloaded: frozenset[str] = frozenset()
 
     @classmethod
     def start(cls, settings: Settings) -> "Runtime":
@@ -101,7 +102,18 @@ class Runtime:
             devices=devices,
             engines=engines,
             cost=cost,
+            preloaded=frozenset(preload),
         )
+
+    async def unload_idle_models(self) -> None:
+        """Until cancelled: drop the models idle for RESCALE_UNLOAD_IDLE_S, so an idle replica gives back what its
+        last large images left in them."""
+        idle_s = self.settings.unload_idle_s
+        if idle_s is None:
+            return
+        while True:
+            await asyncio.sleep(min(idle_s / 4, 30.0))
+            await self.in_codec_pool(self.engines.drop_idle, idle_s, self.preloaded)
 
     def begin_drain(self) -> None:
         """SIGTERM: refuse new model work; what is in flight has RESCALE_DRAIN_TIMEOUT_S to finish."""

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     max_loaded_models: int | None = Field(
         4, ge=1, description="engines kept built (each holds its graphs and their working memory); LRU beyond"
     )
+    unload_idle_s: float | None = Field(
+        120.0,
+        gt=0,
+        description="a loaded model not asked for in this many seconds is dropped with the memory its last large "
+        "image left (GBs), and loads again on its next request; preloaded models stay; unset: never",
+    )
     compile_cache_dir: Path | None = Field(
         default_factory=default_cache_dir, description="converted OpenVINO graphs are kept here across restarts"
     )

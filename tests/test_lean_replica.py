@@ -34,6 +34,17 @@ def test_engines_build_on_first_use_and_the_least_recently_used_is_dropped(regis
     assert engines.engine(second) is not None and engines.loaded == [(third, "cpu"), (second, "cpu")]
 
 
+def test_engines_idle_for_long_are_dropped_and_kept_ones_stay(registry):
+    engines = EngineSet(registry, backend="torch")
+    first, second, _ = registry.entries
+    engines.engine(first)
+    engines.engine(second)
+    assert engines.drop_idle(60) == []  # both just used
+    assert engines.drop_idle(0, keep=frozenset({second})) == [(first, "cpu")]  # preloaded models stay
+    assert engines.loaded == [(second, "cpu")]
+    assert engines.engine(first) is not None  # and a dropped one builds again on its next use
+
+
 def test_the_signature_of_a_result_is_known_before_its_engine_is_built(registry):
     """It is part of the ETag: the first request and later ones must agree."""
     engines = EngineSet(registry, max_loaded=1)
@@ -104,4 +115,4 @@ def test_serve_refuses_to_start_with_one_line(env, reason, weights, tmp_path):
 
 def test_settings_default_to_a_lean_replica():
     settings = Settings()
-    assert settings.preload == [] and settings.max_loaded_models == 4
+    assert settings.preload == [] and settings.max_loaded_models == 4 and settings.unload_idle_s == 120

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
@@ -284,9 +285,10 @@ def default_cache_dir() -> Path:
 class EngineSet:
     """Every model's engine per device, and its tiling, built on first use: the CLI's and the service's.
 
-    A built OpenVINO engine holds its compiled graphs and their working memory (hundreds of MB after a large
-    tile), so at most `max_loaded` engines stay built: the least recently used one is dropped when another is
-    built (a worker still running it keeps it until its batch ends), and builds again from the graph cache.
+    A built OpenVINO engine holds its compiled graphs and their working memory (about 2 GB per direction after a
+    tile of the default size), so at most `max_loaded` engines stay built: the least recently used one is dropped
+    when another is built (a worker still running it keeps it until its batch ends), and `drop_idle` drops those
+    not used for a while; a dropped engine builds again from the graph cache.
     """
 
     def __init__(
@@ -311,12 +313,14 @@ class EngineSet:
         self._engines: OrderedDict[tuple[str, str], Engine] = OrderedDict()  # least recently used first
         self._building: dict[tuple[str, str], threading.Lock] = {}
         self._tilings: dict[str, Tiling] = {}
+        self._last_used: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self.evictions = 0
 
     def engine(self, wid: str, device: torch.device | str = "cpu") -> Engine:
         key = (wid, str(device))
         with self._lock:
+            self._last_used[key] = time.monotonic()
             if key in self._engines:
                 self._engines.move_to_end(key)
                 return self._engines[key]
@@ -340,6 +344,19 @@ class EngineSet:
                     self.evictions += 1
                     log.info("dropped the engine of %s on %s (more than %d built)", *dropped, self.max_loaded)
             return engine
+
+    def drop_idle(self, idle_s: float, keep: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+        """Drop the engines not asked for in `idle_s` seconds: a compiled graph keeps the working memory of the
+        largest input it ran (GBs after a large tile) until it is dropped, and builds again from the graph cache
+        in seconds. The weights in `keep` stay. Returns what was dropped."""
+        now = time.monotonic()
+        with self._lock:
+            idle = [k for k in self._engines if k[0] not in keep and now - self._last_used.get(k, now) > idle_s]
+            for key in idle:
+                del self._engines[key]
+        for key in idle:
+            log.info("dropped the engine of %s on %s (idle for over %.0f s)", *key, idle_s)
+        return idle
 
     @property
     def loaded(self) -> list[tuple[str, str]]:
