@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SAMPLE ?= ../shared/data/eval/sheep.png
 
-.PHONY: serve demo test images test-containers retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4 train-dlv-irn-x4 train-irn-x2-long train-irn-a-x2-long train-irn-x4-small train-irn-m-x4-small train-dlv-irn-x4-small train-irn-m-x2-long train-dlv-irn-x2 train-dlv-irn-x2-long train-dlv-irn-m-x4-small train-dlv-irn-a-x2 train-dlv-irn-a-x4 train-irn-a-x2-small train-irn-a-x4-small train-irn-a-x2-small-long train-irn-a-x4-small-long train-irn-jpeg-x2-plain train-irn-jpeg-x4-plain train-irn-jpeg-x2 train-irn-jpeg-x4 train-irn-jpeg-m-x2 train-irn-jpeg-m-x4
+.PHONY: serve demo test images test-containers train-long retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4 train-dlv-irn-x4 train-irn-x2-long train-irn-a-x2-long train-irn-x4-small train-irn-m-x4-small train-dlv-irn-x4-small train-irn-m-x2-long train-dlv-irn-x2 train-dlv-irn-x2-long train-dlv-irn-m-x4-small train-dlv-irn-a-x2 train-dlv-irn-a-x4 train-irn-a-x2-small train-irn-a-x4-small train-irn-a-x2-small-long train-irn-a-x4-small-long train-irn-jpeg-x2-plain train-irn-jpeg-x4-plain train-irn-jpeg-x2 train-irn-jpeg-x4 train-irn-jpeg-m-x2 train-irn-jpeg-m-x4
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +36,13 @@ test-containers: $(STAMP)
 	@if reason=$$(bash docker/start-engine.sh); then \
 		$(MAKE) images && $(PY) -m pytest -q -m containers tests/containers; \
 	else echo "container tests skipped: $$reason"; fi
+
+# The long runs, side by side on one thread each (both cores): each resumes from runs/long/<run>/checkpoint,
+# which the repository keeps between sessions (docs/training.md); the pool is made first where it is missing
+LONG_RUNS = irn-a-x4-third irn-jpeg-x4-wide
+train-long: $(STAMP)
+	test -f runs/pool/SOURCES.csv || $(VENV)/bin/rescale pool --out runs/pool
+	for run in $(LONG_RUNS); do $(VENV)/bin/rescale train --threads 1 --config models/configs/$$run.toml & done; wait
 
 # Retraining the shipped set from scratch (a fixed seed in every config; 1 thread each, two runs can share
 # a 2-core machine). Each command resumes its run when interrupted. `make retrain` runs them in order.

@@ -133,7 +133,7 @@ class Batcher:
         return self._drain_deadline is not None and time.monotonic() >= self._drain_deadline
 
     def begin_drain(self, deadline: float) -> None:
-        """Refuse new work from now on; what was accepted may finish until `deadline` (monotonic)."""
+        """What was accepted may finish until `deadline` (monotonic); what still waits then is refused."""
         if self._drain_deadline is None or deadline < self._drain_deadline:
             self._drain_deadline = deadline
 
@@ -162,11 +162,14 @@ class Batcher:
     # -- submitting ------------------------------------------------------------------------
 
     def check_room(self) -> None:
-        """Raise ShuttingDownError while draining, QueueFullError while the queue holds `max_queue` inputs.
+        """Raise ShuttingDownError once the drain time is over, QueueFullError while the queue holds `max_queue`
+        inputs.
 
-        A request starts whenever the queue has room; its own tiles may overshoot (by at most what
-        RESCALE_MAX_PIXELS allows), so a big image is never refused by an empty queue."""
-        if self._drain_deadline is not None:
+        While the service drains, the server takes no new connections: what reaches this point was accepted
+        before, and is queued so that it can finish within the drain time. A request starts whenever the queue
+        has room; its own tiles may overshoot (by at most what RESCALE_MAX_PIXELS allows), so a big image is
+        never refused by an empty queue."""
+        if self._stopping or self.draining_past_deadline:
             raise ShuttingDownError("the service is shutting down")
         if self._depth >= self.max_queue:
             metrics.REJECTED.inc()

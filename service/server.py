@@ -1,7 +1,7 @@
 """`rescale serve`: uvicorn with one drain budget.
 
 On SIGTERM uvicorn stops accepting and waits for in-flight requests; the app is told at
-once, so the batcher refuses new model work and, when RESCALE_DRAIN_TIMEOUT_S has passed,
+once, so the batcher lets every accepted request finish its model work and, when RESCALE_DRAIN_TIMEOUT_S has passed,
 answers every request still waiting with a clean 503 `shutting_down` (uvicorn would
 otherwise cancel them into 500s). uvicorn's own timeout is that budget plus a margin for
 those answers to go out; the workers are then stopped without a second wait.

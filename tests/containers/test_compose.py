@@ -61,8 +61,9 @@ def query(prometheus: str, expression: str) -> list[dict]:
 def test_prometheus_scrapes_the_service_and_loads_the_alert_rules(stack):
     service, prometheus = stack
     eventually(lambda: httpx.get(f"{service}/readyz", timeout=2).status_code == 200 or None, "the service ready")
-    up = eventually(lambda: query(prometheus, 'up{job="rescale"}') or None, "a first scrape")
-    assert [sample["value"][1] for sample in up] == ["1"]
+    # the first scrape may come before the service listened: up goes 0 -> 1
+    up = eventually(lambda: query(prometheus, 'up{job="rescale"} == 1') or None, "a successful scrape")
+    assert [sample["metric"]["instance"] for sample in up] == ["rescale-cpu:8000"]
 
     def requests_counted() -> float | None:
         samples = query(prometheus, 'sum(rescale_requests_total{endpoint="/downscale"})')

