@@ -48,3 +48,5 @@ build rescale:cpu docker/Dockerfile.cpu --build-arg "TORCH_INSTALL=$torch_cpu"
 build rescale:train-cpu docker/Dockerfile.train --build-arg PYTHON_PACKAGES= --build-arg PYTHON=python3 \
   --build-arg "TORCH_INSTALL=$torch_cpu"
 build rescale-prometheus:debian docker/Dockerfile.prometheus
+# the versions these builds replaced: with vfs every layer is a full copy on disk
+docker image prune -f >/dev/null

@@ -4,6 +4,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import threading
 
 import httpx
@@ -75,7 +76,8 @@ def test_a_round_trip_matches_the_cli_of_the_same_image_byte_for_byte(replica, t
     # the CLI outside the container: another OpenVINO build may differ, by one code at most
     local = tmp_path / "local.png"
     subprocess.run(
-        ["rescale", "downscale", str(work / "photo.png"), str(local), "--scale", "2", "--variant", "irn-a"],
+        [sys.executable, "-m", "models", "downscale", str(work / "photo.png"), str(local), "--scale", "2"]
+        + ["--variant", "irn-a"],
         check=True,
         capture_output=True,
         cwd=ROOT,
