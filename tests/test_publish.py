@@ -173,3 +173,17 @@ def test_new_weights_supersede_shipped_ones_and_the_old_files_still_read(model_f
     # overwriting on purpose drops the old weights: their files no longer read
     publish(new_run, name="irn-x2", dest=dest, overwrite=True)
     assert weights_id(dest / "irn-x2") == new_id
+
+
+def test_publish_into_a_folder_of_its_own_leaves_the_shipped_weights_alone(model_folder, tmp_path, capsys):
+    from models.cli import main
+    from models.registry import MANIFEST
+
+    shipped = MANIFEST.read_bytes()
+    run = model_folder("irn", 2)
+    assert main(["publish", str(run), "--name", "mine-x2", "--into", str(tmp_path / "weights")]) == 0
+    assert f"published mine-x2 in {tmp_path / 'weights' / 'mine-x2'}" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "weights" / "manifest.json").read_text())
+    assert [m["name"] for m in manifest["models"]] == ["mine-x2"]
+    assert manifest["models"][0]["weights_id"] == weights_id(tmp_path / "weights" / "mine-x2")
+    assert MANIFEST.read_bytes() == shipped
