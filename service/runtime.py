@@ -116,7 +116,7 @@ class Runtime:
             await self.in_codec_pool(self.engines.drop_idle, idle_s, self.preloaded)
 
     def begin_drain(self) -> None:
-        """SIGTERM: refuse new model work; what is in flight has RESCALE_DRAIN_TIMEOUT_S to finish."""
+        """SIGTERM: what was accepted has RESCALE_DRAIN_TIMEOUT_S to finish; what still waits then gets 503."""
         self.batcher.begin_drain(time.monotonic() + self.settings.drain_timeout_s)
 
     async def stop(self) -> None:
@@ -144,8 +144,8 @@ class Runtime:
 
 
 def preloaded(registry: Registry, names: list[str]) -> list[str]:
-    """The weights ids that RESCALE_PRELOAD names: "all", or models as `irn-a-x4` (variant-xScale, "-jpeg" for
-    the compression-aware ones, as /v1/models lists them)."""
+    """The weights ids that RESCALE_PRELOAD names: "all", or models as the shipped folders are named (`irn-a-x4`;
+    "-jpeg" for the compression-aware ones: `irn-jpeg-x2`)."""
     if "all" in names:
         return list(registry.entries)
     by_name = {entry_name(e): wid for wid, e in registry.entries.items() if e.superseded_by is None}
