@@ -30,7 +30,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from models.images import load_rgb
 from models.inference import pipeline
 from models.inference.devices import cpu_name
-from models.inference.engines import EngineSet, make_engine
+from models.inference.engine_set import EngineSet
+from models.inference.engines import make_engine
 from models.inference.precision import autocast, native_bf16
 from models.inference.tiles import Box, Tiling, work_ratio
 from models.registry import Registry

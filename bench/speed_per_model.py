@@ -14,7 +14,7 @@ import torch
 from models.bicubic import modcrop
 from models.images import load_rgb
 from models.inference.devices import cpu_name
-from models.inference.engines import EngineSet
+from models.inference.engine_set import EngineSet
 from models.inference.pipeline import downscale_image, upscale_image
 from models.registry import Registry
 

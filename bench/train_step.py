@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from models.coupling import DenseSubnet
 from models.inference.precision import autocast, native_bf16
-from models.rescaler import ModelConfig, Rescaler
+from models.networks.coupling import DenseSubnet
+from models.networks.rescaler import ModelConfig, Rescaler
 from models.training.losses import CompressionAwareObjective, LossWeights, RescalingObjective
 from models.training.lossy_codec import LossyCodec, LossyCodecConfig
 from models.training.patches import PatchSampler

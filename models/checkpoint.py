@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from models.rescaler import ModelConfig, Rescaler
+from models.networks.rescaler import ModelConfig, Rescaler
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

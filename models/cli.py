@@ -14,11 +14,12 @@ from models.files.errors import NotRescaledError
 from models.files.photos import BACKGROUND_NAME, TRANSPARENCY, decode_photo
 from models.images import load_rgb
 from models.inference.devices import pick_device
-from models.inference.engines import BACKENDS, EngineSet, default_cache_dir
+from models.inference.engine_set import EngineSet
+from models.inference.engines import BACKENDS, default_cache_dir
 from models.inference.pipeline import downscale_image, upscale_image
 from models.metrics import psnr_y, ssim_y
+from models.networks.rescaler import VARIANTS
 from models.registry import Registry, UnknownWeightsError
-from models.rescaler import VARIANTS
 from models.training import pool as training_pool
 from models.training import run as train
 

@@ -14,7 +14,7 @@ import torch
 
 from models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, sha256_file
 from models.files.header import Header, check_weights
-from models.rescaler import ModelConfig, Rescaler
+from models.networks.rescaler import ModelConfig, Rescaler
 
 SHIPPED = Path(__file__).parent / "weights"
 MANIFEST = SHIPPED / "manifest.json"

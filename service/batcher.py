@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from models.inference.engines import Engine
-from models.rescaler import Encoded
+from models.networks.rescaler import Encoded
 from service import metrics
 
 log = logging.getLogger("rescale.batcher")

@@ -8,7 +8,8 @@ graph cache that is missing and cannot be made, or read-only without the graphs 
 import os
 from pathlib import Path
 
-from models.inference.engines import OpenVINOEngine, engine_key, graph_cache_path, resolve_backend
+from models.inference.engines import engine_key, resolve_backend
+from models.inference.openvino_engine import OpenVINOEngine, graph_cache_path
 from models.registry import Registry
 from service.runtime import preloaded, visible_devices
 from service.settings import Settings

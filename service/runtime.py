@@ -11,7 +11,7 @@ import torch
 from fastapi import Depends, Request
 from PIL import Image
 
-from models.inference.engines import EngineSet
+from models.inference.engine_set import EngineSet
 from models.inference.tiles import Tiling
 from models.registry import Entry, Registry
 from service import metrics

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from models.inference.engines import EngineSet, default_cache_dir
+from models.inference.engine_set import EngineSet
+from models.inference.engines import default_cache_dir
 from models.registry import Registry
 from service.settings import Settings
 

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from models.checkpoint import save_model
-from models.rescaler import ModelConfig, Rescaler
+from models.networks.rescaler import ModelConfig, Rescaler
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from models.evaluation.alpha_webp import at_equal_bytes, rgba_webp
-from models.inference.pipeline import Downscaled
+from models.files.downscaled import Downscaled
 
 
 def test_the_alpha_survives_a_lossy_webp_and_the_rgb_does_not(photo):

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from models.rescaler import Encoded
+from models.networks.rescaler import Encoded
 from service.batcher import Batcher, DeadlineExceededError, QueueFullError, ShuttingDownError
 
 

@@ -7,14 +7,9 @@ import torch
 
 from models.checkpoint import load_model
 from models.inference import engines
-from models.inference.engines import (
-    EngineSet,
-    OpenVINOEngine,
-    TorchEngine,
-    default_cache_dir,
-    make_engine,
-    resolve_precision,
-)
+from models.inference.engine_set import EngineSet
+from models.inference.engines import TorchEngine, default_cache_dir, make_engine, resolve_precision
+from models.inference.openvino_engine import OpenVINOEngine
 from models.inference.pipeline import downscale_image, upscale_image
 from models.inference.tiles import Tiling
 from models.registry import Registry

@@ -10,6 +10,7 @@ from PIL import Image
 
 from models import files
 from models.files.containers import write_png
+from models.files.downscaled import Downscaled
 from models.files.errors import (
     ChecksumError,
     CorruptFileError,
@@ -23,7 +24,6 @@ from models.files.errors import (
     UnsupportedFormatError,
 )
 from models.files.header import Header, dump_header
-from models.inference.pipeline import Downscaled
 
 WID = "0123456789abcdef"
 

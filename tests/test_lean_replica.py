@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from models.inference.engines import EngineSet, OpenVINOEngine, engine_key, graph_cache_path
+from models.inference.engine_set import EngineSet
+from models.inference.engines import engine_key
+from models.inference.openvino_engine import OpenVINOEngine, graph_cache_path
 from models.registry import Registry
 from service import preflight
 from service.runtime import preloaded

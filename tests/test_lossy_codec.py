@@ -74,7 +74,7 @@ def test_without_a_gradient_to_pass_the_codec_is_pillows_alone(crops):
 def test_an_m_models_code_learns_through_the_jpegd_lr(crops):
     """compression_aware_loss for -M on a frozen network: the reconstruction uses the decoded code, and the
     gradient reaches the codec's encoder and decoder only."""
-    from models.rescaler import Rescaler
+    from models.networks.rescaler import Rescaler
     from models.training.losses import LossWeights, compression_aware_loss
     from tests.conftest import perturbed, tiny_config
 

@@ -10,8 +10,8 @@ from PIL import Image
 
 from models.checkpoint import save_model
 from models.cli import main
+from models.networks.rescaler import Rescaler
 from models.registry import weights_id
-from models.rescaler import Rescaler
 from tests.conftest import perturbed, tiny_config
 from tests.service_helpers import png_bytes, running_server, settings_for
 

@@ -8,7 +8,7 @@ from models.checkpoint import load_model, save_model
 from models.inference.pipeline import downscale_image, upscale_image
 from models.inference.tiles import Tiling
 from models.networks.lr_restorer import LRRestorer, RestorerConfig
-from models.rescaler import ModelConfig, Rescaler
+from models.networks.rescaler import ModelConfig, Rescaler
 from tests.conftest import perturbed, tiny_config
 
 

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from models.haar import HaarDownsampling
 from models.images import to_tensor
+from models.networks.haar import HaarDownsampling
 from models.networks.invertible_rescaler import InvertibleRescaler, RescalerConfig
+from models.networks.rescaler import VARIANTS, ModelConfig, Rescaler
 from models.quantize import quantize_alpha
-from models.rescaler import VARIANTS, ModelConfig, Rescaler
 from tests.conftest import perturbed, tiny_config
 
 

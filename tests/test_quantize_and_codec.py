@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models.latent_codec import LatentCodec, LatentCodecConfig
+from models.networks.latent_codec import LatentCodec, LatentCodecConfig
 from models.quantize import from_uint8, quantize_alpha, quantize_unit, to_uint8
 
 

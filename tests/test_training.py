@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 from models.checkpoint import load_model, save_model
 from models.cli import build_parser, main
-from models.rescaler import Rescaler
+from models.networks.rescaler import Rescaler
 from models.training.losses import LossWeights, RescalingObjective, bicubic_downscale, rescaling_loss
 from models.training.patches import PatchSampler
 from models.training.run import resolve_config

@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from models.files.containers import read_image, write_lossy, write_png
+from models.files.downscaled import Downscaled
 from models.files.errors import ChecksumError, FileFormatError, HeaderError
 from models.files.header import FORMAT_VERSION, Header, crc32, dump_header, parse_header
-from models.inference.pipeline import Downscaled
 
 FORMATS = ("png", "jpeg", "webp")
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}

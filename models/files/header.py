@@ -26,8 +26,8 @@ from models.files.errors import (
     NewerFormatError,
     WeightsMismatchError,
 )
-from models.latent_codec import CODE_CHANNELS, CODE_REDUCTION
-from models.rescaler import VARIANTS, lr_lengths
+from models.networks.latent_codec import CODE_CHANNELS, CODE_REDUCTION
+from models.networks.rescaler import VARIANTS, lr_lengths
 
 FORMAT_VERSION = 1
 WEIGHTS_ID = re.compile(r"^[0-9a-f]{16}$")

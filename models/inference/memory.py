@@ -12,10 +12,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from models.inference.pipeline import DEFAULT_OVERLAP_LR
-from models.inference.tiles import Tiling
+from models.inference.tiles import DEFAULT_OVERLAP_LR, Tiling
+from models.networks.rescaler import Encoded, Rescaler
 from models.registry import Entry
-from models.rescaler import Encoded, Rescaler
 
 PROBE_HR = 128
 

@@ -16,30 +16,18 @@ it likes.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from models.files.downscaled import Downscaled
 from models.images import to_tensor, to_uint8_image
 from models.inference.engines import Engine, TorchEngine
 from models.inference.tiles import WHOLE_IMAGE, Tiling, plan_tiles
-from models.latent_codec import CODE_REDUCTION
+from models.networks.latent_codec import CODE_REDUCTION
+from models.networks.rescaler import Encoded, ModelConfig, Rescaler, lr_lengths
 from models.quantize import from_uint8, to_uint8
-from models.rescaler import Encoded, ModelConfig, Rescaler, lr_lengths
-
-
-@dataclass
-class Downscaled:
-    rgb: np.ndarray  # (h, w, 3) uint8
-    hr_size: tuple[int, int]  # (H, W) before padding
-    alpha: np.ndarray | None = None  # (h, w) uint8 codes in 1..254, -A
-    code: np.ndarray | None = None  # (4, h/4, w/4) uint8, -M
-
-    @property
-    def lr_size(self) -> tuple[int, int]:
-        return self.rgb.shape[0], self.rgb.shape[1]
 
 
 def padding_for(size: tuple[int, int], multiple: int) -> tuple[int, int]:
@@ -53,10 +41,6 @@ def pad_bottom_right(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     mode = "reflect" if pad_h < h and pad_w < w else "replicate"
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-
-
-DEFAULT_TILE_LR = 192  # what the service and the CLI use: both give the same bytes
-DEFAULT_OVERLAP_LR = 24  # for models without a measured context (models/inference/context.py)
 
 
 def _align(config: ModelConfig) -> int:

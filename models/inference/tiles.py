@@ -10,6 +10,8 @@ done is n * size per axis, against the length of the image: 1 + 2 * overlap * (n
 import itertools
 from dataclasses import dataclass
 
+DEFAULT_OVERLAP_LR = 24  # for models without a measured context (models/inference/context.py)
+
 
 @dataclass(frozen=True)
 class Tiling:

@@ -1,2 +1,2 @@
-"""The networks: the invertible rescaler (its couplings and Haar levels still in models/) and what is added to
-it (the LR restorer)."""
+"""The networks: the invertible rescaler (Haar levels, affine couplings), the -M latent codec, the LR restorer
+of the compression-aware models, and the shippable model that puts them together (`rescaler.py`)."""

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from models.coupling import AffineCoupling
-from models.haar import HaarDownsampling
+from models.networks.coupling import AffineCoupling
+from models.networks.haar import HaarDownsampling
 
 SCALES = (2, 4)
 

@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 
 from models.checkpoint import WEIGHTS_FILE, load_matching, save_model, training_meta
 from models.inference.devices import cpu_name, pick_device
+from models.networks.rescaler import ModelConfig, Rescaler
 from models.plots import plot_loss_curves
-from models.rescaler import ModelConfig, Rescaler
 from models.training.losses import (
     CodecPretrainingObjective,
     CompressionAwareObjective,

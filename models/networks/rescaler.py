@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from models.latent_codec import CODE_REDUCTION, LatentCodec, LatentCodecConfig
 from models.networks.invertible_rescaler import SCALES, InvertibleRescaler, RescalerConfig
+from models.networks.latent_codec import CODE_REDUCTION, LatentCodec, LatentCodecConfig
 from models.networks.lr_restorer import LRRestorer, RestorerConfig
 from models.quantize import quantize_alpha, quantize_unit
 
