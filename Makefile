@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SAMPLE ?= ../shared/data/eval/sheep.png
 
-.PHONY: serve demo test images test-containers train-long retrain publish report clean train-irn-x2 train-irn-a-x2 train-irn-x4 train-irn-a-x4 train-irn-m-x2 train-irn-m-x4 train-dlv-irn-x4 train-irn-x2-long train-irn-a-x2-long train-irn-x4-small train-irn-m-x4-small train-dlv-irn-x4-small train-irn-m-x2-long train-dlv-irn-x2 train-dlv-irn-x2-long train-dlv-irn-m-x4-small train-dlv-irn-a-x2 train-dlv-irn-a-x4 train-irn-a-x2-small train-irn-a-x4-small train-irn-a-x2-small-long train-irn-a-x4-small-long train-irn-jpeg-x2-plain train-irn-jpeg-x4-plain train-irn-jpeg-x2 train-irn-jpeg-x4 train-irn-jpeg-m-x2 train-irn-jpeg-m-x4
+.PHONY: serve demo test images test-containers train-long train-gpu retrain publish report clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,81 +44,22 @@ train-long: $(STAMP)
 	test -f runs/pool/SOURCES.csv || $(VENV)/bin/rescale pool --out runs/pool
 	for run in $(LONG_RUNS); do $(VENV)/bin/rescale train --threads 1 --config models/configs/$$run.toml & done; wait
 
-# Retraining the shipped set from scratch (a fixed seed in every config; 1 thread each, two runs can share
-# a 2-core machine). Each command resumes its run when interrupted. `make retrain` runs them in order.
+# Training: `make train-<config>` trains (or resumes) models/configs/<config>.toml after the runs it starts
+# from. That order is stated once, in each config's init_from (a run starting from another config's out comes
+# after it: `rescale train --chain`). A fixed seed in every config; 1 thread each, two runs can share a 2-core
+# machine. Each command resumes its run when interrupted. Why each chain is shaped so: the configs' comments.
 TRAIN = $(VENV)/bin/rescale train --threads $(THREADS)
 THREADS ?= 1
 
-train-irn-x2 train-irn-a-x2 train-irn-x4 train-dlv-irn-x4 train-irn-x4-small train-dlv-irn-x4-small train-dlv-irn-x2 train-dlv-irn-a-x2 train-irn-a-x2-small: train-%: $(STAMP)
-	$(TRAIN) --config models/configs/$*.toml
+train-%: $(STAMP)
+	$(TRAIN) --config models/configs/$*.toml --chain
 
-# The shipped x2 IRN is the 3,000-step run trained for a second cosine cycle of 2,000 steps (the 8-block
-# x2 IRN-A the same; it shipped until the 4-block one below beat it)
-train-irn-x2-long: train-irn-x2
-	$(TRAIN) --config models/configs/irn-x2-long.toml
-
-train-irn-a-x2-long: train-irn-a-x2
-	$(TRAIN) --config models/configs/irn-a-x2-long.toml
-
-# The 8-block x4 IRN-A (shipped until the 4-block one) starts its first Haar level from the 3,000-step x2 IRN-A
-train-irn-a-x4: train-irn-a-x2
-	$(TRAIN) --config models/configs/irn-a-x4.toml
-
-train-irn-m-x2: train-irn-x2
-	$(TRAIN) --config models/configs/irn-m-x2.toml
-
-# The shipped x2 IRN-M keeps the shipped (5,000-step) x2 IRN frozen as its base
-train-irn-m-x2-long: train-irn-x2-long
-	$(TRAIN) --config models/configs/irn-m-x2-long.toml
-
-train-irn-m-x4: train-irn-x4
-	$(TRAIN) --config models/configs/irn-m-x4.toml
-
-# The shipped x4 IRN has 4 InvBlocks per level (better than 8 at the same budget); its -M is built on it
-train-irn-m-x4-small: train-irn-x4-small
-	$(TRAIN) --config models/configs/irn-m-x4-small.toml
-
-# The x2 DLV-IRN gets the shipped x2 IRN's two cycles; the x4 DLV-IRN-M keeps the 4-block x4 DLV-IRN frozen
-train-dlv-irn-x2-long: train-dlv-irn-x2
-	$(TRAIN) --config models/configs/dlv-irn-x2-long.toml
-
-train-dlv-irn-m-x4-small: train-dlv-irn-x4-small
-	$(TRAIN) --config models/configs/dlv-irn-m-x4-small.toml
-
-# The 8-block x4 DLV-IRN-A starts its first Haar level from the x2 DLV-IRN-A, as the x4 IRN-A does from the
-# x2 IRN-A; it shipped until the 4-block x4 IRN-A beat it
-train-dlv-irn-a-x4: train-dlv-irn-a-x2
-	$(TRAIN) --config models/configs/dlv-irn-a-x4.toml
-
-# The shipped IRN-As have 4 InvBlocks per level: x2 at the 8-block x2 IRN-A's budget, then its second cycle
-# (shipped); x4 starts its first level from the first x2 cycle, then its second cycle (shipped)
-train-irn-a-x4-small: train-irn-a-x2-small
-	$(TRAIN) --config models/configs/irn-a-x4-small.toml
-
-train-irn-a-x2-small-long: train-irn-a-x2-small
-	$(TRAIN) --config models/configs/irn-a-x2-small-long.toml
-
-train-irn-a-x4-small-long: train-irn-a-x4-small
-	$(TRAIN) --config models/configs/irn-a-x4-small-long.toml
-
-# Compression-aware models: the shipped IRN fine-tuned through a real-valued, differentiable JPEG until it
-# levelled off (-plain, the ablation without restorer), then with an LR restorer (shipped as irn-jpeg-x*)
-train-irn-jpeg-x2-plain train-irn-jpeg-x4-plain: train-%: $(STAMP)
-	$(TRAIN) --config models/configs/$*.toml
-
-train-irn-jpeg-x2: train-irn-jpeg-x2-plain
-	$(TRAIN) --config models/configs/irn-jpeg-x2.toml
-
-train-irn-jpeg-x4: train-irn-jpeg-x4-plain
-	$(TRAIN) --config models/configs/irn-jpeg-x4.toml
-
-# The compression-aware -M (an ablation, not shipped): a codec trained through Pillow's JPEG on the IRN-JPEG
-# as published (the fp16 folder under models/weights, so its network is the shipped one to the bit)
-train-irn-jpeg-m-x2: train-irn-jpeg-x2
-	$(TRAIN) --config models/configs/irn-jpeg-m-x2.toml
-
-train-irn-jpeg-m-x4: train-irn-jpeg-x4
-	$(TRAIN) --config models/configs/irn-jpeg-m-x4.toml
+# The shipped set on one GPU (models/configs/gpu/: the paper's batch and patch sizes, bf16, torch.compile,
+# a time budget per run), every run after the one it starts from (docs/training.md); then `rescale publish
+# runs/gpu/<run> --supersedes <weights id>` for each
+train-gpu: $(STAMP)
+	test -f runs/pool/SOURCES.csv || $(VENV)/bin/rescale pool --out runs/pool
+	$(VENV)/bin/rescale train-set models/configs/gpu
 
 SHIPPED_RUNS = irn-x2-long irn-a-x2-small-long irn-m-x2-long irn-x4-small irn-a-x4-small-long irn-m-x4-small dlv-irn-x4-small dlv-irn-m-x4-small irn-jpeg-x2 irn-jpeg-x4
 retrain: $(addprefix train-,$(SHIPPED_RUNS))

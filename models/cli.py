@@ -20,6 +20,7 @@ from models.inference.pipeline import downscale_image, upscale_image
 from models.metrics import psnr_y, ssim_y
 from models.networks.rescaler import VARIANTS
 from models.registry import Registry, UnknownWeightsError
+from models.training import chain
 from models.training import pool as training_pool
 from models.training import run as train
 
@@ -44,7 +45,25 @@ def _engines(args: argparse.Namespace, registry: Registry) -> EngineSet:
 
 
 def _train(args: argparse.Namespace) -> int:
-    train.run_training(train.resolve_config(args))
+    if not args.chain:
+        train.run_training(train.resolve_config(args))
+        return 0
+    if args.config is None:
+        raise ValueError("--chain needs --config: the run whose chain to train")
+    return _train_in_order(args, chain.with_prerequisites(args.config))
+
+
+def _train_set(args: argparse.Namespace) -> int:
+    if args.out is not None or args.init_from is not None:
+        raise ValueError("--out and --init-from belong to each config, not to the whole set")
+    return _train_in_order(args, chain.config_set(args.folder))
+
+
+def _train_in_order(args: argparse.Namespace, configs: list[Path]) -> int:
+    """Each run in turn (a finished one resumes at its end at once); flags apply to every run."""
+    print("runs, in order: " + ", ".join(c.stem for c in configs))
+    for config in configs:
+        train.run_training(train.resolve_config(argparse.Namespace(**vars(args) | {"config": config})))
     return 0
 
 
@@ -230,7 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train or resume one model")
     train.add_train_arguments(p)
+    p.add_argument(
+        "--chain",
+        action="store_true",
+        help="first train (or resume) the runs this config starts from: configs beside it whose out is its init_from",
+    )
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("train-set", help="train or resume every config in a folder, each after the run it starts from")
+    p.add_argument("folder", type=Path, help="a folder of configs, e.g. models/configs/gpu")
+    train.add_train_arguments(p)
+    p.set_defaults(func=_train_set)
 
     p = sub.add_parser("pool", help="training photos from pinned Debian packages, none close to an eval photo")
     training_pool.add_pool_arguments(p)

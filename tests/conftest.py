@@ -41,12 +41,12 @@ def photo() -> np.ndarray:
 def model_folder(tmp_path):
     """Save a small perturbed model of a given variant/scale and return its folder."""
 
-    def make(variant: str = "irn-a", scale: int = 2) -> Path:
-        model = perturbed(Rescaler(tiny_config(variant, scale)), std=0.005)
+    def make(variant: str = "irn-a", scale: int = 2, **overrides) -> Path:
+        model = perturbed(Rescaler(tiny_config(variant, scale, **overrides)), std=0.005)
         if model.codec is not None:  # an untrained decoder would add noise; start it at z_hat = 0
             torch.nn.init.zeros_(model.codec.decoder[-1].weight)
             torch.nn.init.zeros_(model.codec.decoder[-1].bias)
-        folder = tmp_path / f"{variant}-x{scale}"
+        folder = tmp_path / "-".join([f"{variant}-x{scale}", *(f"{k}{v}" for k, v in overrides.items())])
         save_model(model, folder)
         return folder
 
@@ -68,11 +68,18 @@ def weights(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def url(weights):
-    """A real uvicorn server on loopback."""
+def graph_cache(tmp_path_factory) -> Path:
+    """One OpenVINO graph cache for the session: each small model is converted once, by whichever test needs it
+    first (`torch.export` takes seconds a graph), then read back."""
+    return tmp_path_factory.mktemp("graphs")
+
+
+@pytest.fixture(scope="session")
+def url(weights, graph_cache):
+    """A real uvicorn server on loopback, on the engine the CPU serves with (OpenVINO)."""
     from tests.service_helpers import running_server, settings_for
 
-    with running_server(settings_for(weights)) as base:
+    with running_server(settings_for(weights, backend="openvino", compile_cache_dir=graph_cache)) as base:
         yield base
 
 

@@ -8,11 +8,11 @@ import torch
 from models.checkpoint import load_model
 from models.inference import engines
 from models.inference.engine_set import EngineSet
-from models.inference.engines import TorchEngine, default_cache_dir, make_engine, resolve_precision
-from models.inference.openvino_engine import OpenVINOEngine
+from models.inference.engines import TorchEngine, engine_key, make_engine, resolve_precision
+from models.inference.openvino_engine import OpenVINOEngine, graph_cache_path
 from models.inference.pipeline import downscale_image, upscale_image
 from models.inference.tiles import Tiling
-from models.registry import Registry
+from models.registry import Registry, weights_id
 from tests.conftest import SHARED_DATA
 
 pytest.importorskip("openvino")
@@ -26,11 +26,15 @@ def file_contents_apart(a, b) -> int:
     return max(codes_apart(getattr(a, k), getattr(b, k)) for k in ("rgb", "alpha", "code"))
 
 
-@pytest.mark.parametrize(("variant", "scale"), [("irn", 2), ("irn-a", 4), ("irn-m", 2), ("dlv-irn-m", 4)])
-def test_openvino_matches_eager_fp32_within_one_code(model_folder, photo, tmp_path, variant, scale):
-    model = load_model(model_folder(variant, scale))
-    cache = tmp_path / "cache"
-    engine = make_engine(model, key=f"test-{variant}-{scale}", backend="openvino", cache_dir=cache)
+# every kind of shipped network: IRN, -A, -M, DLV with -M, and the compression-aware IRN with its LR restorer
+@pytest.mark.parametrize(
+    ("variant", "scale", "restorer_layers"),
+    [("irn", 2, 0), ("irn-a", 4, 0), ("irn-m", 2, 0), ("dlv-irn-m", 4, 0), ("irn", 4, 2)],
+)
+def test_openvino_matches_eager_fp32_within_one_code(model_folder, photo, graph_cache, variant, scale, restorer_layers):
+    folder = model_folder(variant, scale, restorer_layers=restorer_layers)
+    model, key = load_model(folder), engine_key(weights_id(folder))  # the session server's key for these weights
+    engine = make_engine(model, key=key, backend="openvino", cache_dir=graph_cache)
     assert isinstance(engine, OpenVINOEngine)
     eager, converted = downscale_image(model, photo), downscale_image(engine, photo)
     assert file_contents_apart(eager, converted) <= 1
@@ -39,10 +43,13 @@ def test_openvino_matches_eager_fp32_within_one_code(model_folder, photo, tmp_pa
         eager.code = None
         assert codes_apart(upscale_image(model, eager), upscale_image(engine, eager)) <= 1
     # a second engine reads the converted graphs from the cache instead of converting again
-    graphs = 3 if model.config.metadata else 2  # encode, decode (and decode with the code)
-    assert sorted(p.suffix for p in cache.iterdir()) == [".bin"] * graphs + [".xml"] * graphs
-    again = make_engine(model, key=f"test-{variant}-{scale}", backend="openvino", cache_dir=cache)
+    names = OpenVINOEngine.graph_names(model.config)  # encode, decode (and decode with the code)
+    assert len(names) == (3 if model.config.metadata else 2)
+    paths = [graph_cache_path(graph_cache, key, name) for name in names]
+    written = [(p.stat().st_mtime_ns, p.with_suffix(".bin").stat().st_mtime_ns) for p in paths]
+    again = make_engine(model, key=key, backend="openvino", cache_dir=graph_cache)
     assert file_contents_apart(downscale_image(again, photo), converted) == 0
+    assert [(p.stat().st_mtime_ns, p.with_suffix(".bin").stat().st_mtime_ns) for p in paths] == written
 
 
 def test_a_torn_cache_file_is_converted_again(model_folder, photo, tmp_path):
@@ -56,7 +63,8 @@ def test_a_torn_cache_file_is_converted_again(model_folder, photo, tmp_path):
 
 
 def test_shipped_models_tile_within_one_code_of_the_whole_image_at_their_measured_context():
-    """On a photo the contexts were not measured on, with the shipped engine (OpenVINO on the CPU)."""
+    """On a photo the contexts were not measured on. Eager PyTorch: the context is the network's, whichever engine
+    runs it (OpenVINO's graphs match eager within one code: test_openvino_matches_eager_fp32_within_one_code)."""
     path = SHARED_DATA / "eval" / "ocean_waves.png"
     if not path.is_file():
         pytest.skip(f"{path} not present")
@@ -64,7 +72,7 @@ def test_shipped_models_tile_within_one_code_of_the_whole_image_at_their_measure
 
     image = load_rgb(path)[200:456, 300:620]
     registry = Registry()
-    engines_ = EngineSet(registry, cache_dir=default_cache_dir())  # the graphs the test servers reuse
+    engines_ = EngineSet(registry, backend="torch")
     for wid, entry in registry.entries.items():
         engine, tiling = engines_.engine(wid), engines_.tiling(wid)
         small = Tiling(tile=2 * tiling.overlap + 24, overlap=tiling.overlap)  # many seams on a small image

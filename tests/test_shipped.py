@@ -133,7 +133,8 @@ def test_service_serves_the_shipped_metadata_models_as_jpeg(photo):
     requests = [(v.removesuffix("-m"), v, s) for v, s in shipped_m]
     for scale in sorted({s for _, s in shipped_m}):
         requests.append((None, "dlv-irn-m" if ("dlv-irn-m", scale) in BY_VARIANT else "irn-m", scale))
-    with running_server(Settings(tile_lr=64, tile_overlap_lr=8)) as url, httpx.Client(base_url=url, timeout=120) as c:
+    settings = Settings(tile_lr=64, tile_overlap_lr=8, backend="torch")  # OpenVINO's graphs: tests/test_engines.py
+    with running_server(settings) as url, httpx.Client(base_url=url, timeout=120) as c:
         for model, variant, scale in requests:
             params = {"scale": scale, "mode": "metadata", "format": "jpeg"} | ({"model": model} if model else {})
             down = c.post("/downscale", params=params, files={"image": ("a.png", png_bytes(photo), "image/png")})

@@ -1,6 +1,7 @@
 """A model's two directions as OpenVINO graphs: exported with `torch.export` (batch, height and width dynamic),
 converted once and cached by weights, network code and OpenVINO release."""
 
+import inspect
 import logging
 import math
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.export import Dim
 
 from models.networks.latent_codec import CODE_CHANNELS, CODE_REDUCTION
 from models.networks.rescaler import Encoded, ModelConfig, Rescaler
@@ -35,17 +37,25 @@ class _DecodeGraph(nn.Module):
         super().__init__()
         self.model, self.alpha, self.code = model, alpha, code
 
-    def forward(self, rgb: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
-        rest = list(rest)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        rgb, *rest = inputs
         alpha = rest.pop(0) if self.alpha else None
         code = rest.pop(0) if self.code else None
         return self.model.decode(Encoded(rgb=rgb, alpha=alpha, code=code))
 
 
-def _dynamic(channels: int):
-    import openvino as ov
+def export_graph(graph: nn.Module, example: list[torch.Tensor]) -> torch.export.ExportedProgram:
+    """`torch.export` with batch, height and width dynamic: one graph serves every tile and image.
 
-    return ov.PartialShape([-1, channels, -1, -1])
+    The example batch is 2, since an example dimension of 1 would be specialised to 1. Dim.DYNAMIC refuses to
+    export (rather than silently fixing a size) if the network ever ties a dimension to a constant.
+    """
+    example = [t.expand(2, -1, -1, -1).contiguous() for t in example]
+    dims = [{0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC} for _ in example]
+    (name, parameter), *_ = inspect.signature(graph.forward).parameters.items()
+    varargs = parameter.kind is inspect.Parameter.VAR_POSITIONAL
+    with torch.no_grad():
+        return torch.export.export(graph, tuple(example), dynamic_shapes={name: tuple(dims) if varargs else dims[0]})
 
 
 class OpenVINOEngine:
@@ -100,17 +110,18 @@ class OpenVINOEngine:
     def _convert(self, name: str):
         import openvino as ov
 
-        build, channels = self._graph_specs()[name]
+        build, _ = self._graph_specs()[name]
         path = self._cache_path(name)
         if path is not None and path.is_file() and path.with_suffix(".bin").is_file():
             try:
                 return ov.Core().read_model(path)
             except RuntimeError as exc:  # a torn or foreign file: convert again below
                 log.warning("ignoring the cached graph %s: %s", path, exc)
-        example = tuple(self._inputs(name, 4 * self.config.size_multiple))
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: meant
-            graph = ov.convert_model(build(), example_input=example, input=[_dynamic(ch) for ch in channels])
+        exported = export_graph(build(), self._inputs(name, 4 * self.config.size_multiple))
+        with warnings.catch_warnings():
+            # torch's own pytree, as OpenVINO's decoder unpickles the program's tree specs: not our code's
+            warnings.filterwarnings("ignore", "`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning)
+            graph = ov.convert_model(exported)
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)

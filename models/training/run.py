@@ -59,6 +59,9 @@ class TrainConfig:
     snapshot_every: int = 0
     precision: str = "fp32"  # bf16: autocast (about 2x faster steps on CPUs with AMX; see bench/train_step.py)
     channels_last: bool = False  # NHWC: the same sums, faster convolutions on CPUs (bench/train_step.py)
+    compile: bool = False  # torch.compile of the training step: for a GPU (models/configs/gpu/)
+    compile_backend: str = "inductor"
+    max_hours: float | None = None  # the run's time budget: it ends and saves once it has trained this long
     # loss weights (eq. 2); guidance None = scale^2
     w_reconstruction: float = 1.0
     w_guidance: float | None = None
@@ -245,7 +248,9 @@ def run_training(config: TrainConfig) -> Path:
             objective=CodecPretrainingObjective(model),
             parameters=list(model.codec.parameters()),
             batches=sampler,
-            config=config.trainer_config(steps=config.codec_pretrain_steps, lr=config.codec_pretrain_lr, stop_at=None),
+            config=config.trainer_config(
+                steps=config.codec_pretrain_steps, lr=config.codec_pretrain_lr, stop_at=None, max_hours=None
+            ),
             folder=pretrain_folder,
             device=device,
             description=f"{config.variant} x{config.scale} codec pre-training",

@@ -47,6 +47,9 @@ class TrainerConfig:
     precision: str = "fp32"  # weights and Adam stay fp32 either way
     # NHWC activations: oneDNN's convolutions skip their layout reorders (bench/train_step.py)
     channels_last: bool = False
+    compile: bool = False  # torch.compile the objective: a GPU's recipe (on 2 CPU cores it did not pay)
+    compile_backend: str = "inductor"
+    max_hours: float | None = None  # a time budget: the run ends (and saves) once it has trained this long
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -63,10 +66,15 @@ class TrainerConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.stop_at is not None and not 0 <= self.stop_at <= self.steps:
             raise ValueError(f"stop_at must be in 0..steps ({self.steps}), got {self.stop_at}")
+        if self.max_hours is not None and self.max_hours <= 0:
+            raise ValueError(f"max_hours must be positive, got {self.max_hours}")
 
     @property
     def last_step(self) -> int:
         return self.steps if self.stop_at is None else self.stop_at
+
+    def out_of_time(self, elapsed_s: float) -> bool:
+        return self.max_hours is not None and elapsed_s >= self.max_hours * 3600
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -178,6 +186,8 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
         model.train()
+        if self.config.compile:
+            model = torch.compile(model, backend=self.config.compile_backend)
         bar = tqdm(
             total=self.config.last_step,
             initial=self.step,
@@ -189,6 +199,10 @@ class Trainer:
         bad_in_a_row = 0
         window: list[dict] = []
         while self.step < self.config.last_step:
+            if self.config.out_of_time(self.elapsed_s):
+                if self.rank == 0:
+                    print(f"[{self.description}] time budget of {self.config.max_hours} h spent at step {self.step}")
+                break
             started = time.monotonic()
             record, _, finite = self._train_step(model)
             self.elapsed_s += time.monotonic() - started
