@@ -67,7 +67,7 @@ def browse(url: str, screenshot: Path | None = None) -> str:
     """The page's DOM once its requests are answered and its scripts are done."""
     chromium = tool("chromium")
     argv = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars"]
-    argv += ["--window-size=1280,1640", "--virtual-time-budget=60000", "--dump-dom"]
+    argv += ["--window-size=1280,1480", "--virtual-time-budget=60000", "--dump-dom"]
     if screenshot is not None:
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         argv.append(f"--screenshot={screenshot}")
@@ -100,6 +100,7 @@ def test_the_page_and_everything_it_loads_come_from_the_service_under_a_strict_p
     with httpx.Client(base_url=open_url, timeout=30) as client:
         root = client.get("/", follow_redirects=False)
         assert (root.status_code, root.headers["location"]) == (307, "/demo")
+        assert client.head("/demo").status_code == 200
         page = client.get("/demo")
         assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
         assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY

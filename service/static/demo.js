@@ -189,6 +189,8 @@ function paintComparison() {
   const left = views.restored, right = views[$("against").value], canvas = $("compare");
   if (!left || !right) return;
   [canvas.width, canvas.height] = [left.width, left.height];
+  // whole pixels: a small image is enlarged by an integer factor, a large one scrolls at 1:1
+  canvas.style.width = `${left.width * Math.max(1, Math.floor(640 / left.width))}px`;
   const edge = Math.round((left.width * $("split").value) / 100), context = canvas.getContext("2d");
   context.putImageData(new ImageData(right.rgba, right.width, right.height), 0, 0);
   context.putImageData(new ImageData(left.rgba, left.width, left.height), 0, 0, 0, 0, edge, left.height);
@@ -288,13 +290,13 @@ function start() {
     if (photo) rescale();
     else report("error", "Choose a photo first.");
   });
-  const drop = $("drop");
-  drop.addEventListener("dragover", (event) => {
+  const drop = $("drop"); // the whole page takes a dropped photo: a near miss must not open the file instead
+  document.addEventListener("dragover", (event) => {
     event.preventDefault();
     drop.classList.add("over");
   });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
+  document.addEventListener("dragleave", (event) => event.relatedTarget || drop.classList.remove("over"));
+  document.addEventListener("drop", (event) => {
     event.preventDefault();
     drop.classList.remove("over");
     const file = event.dataTransfer.files[0];
