@@ -15,7 +15,7 @@ from service.errors import install_error_handlers
 from service.limits import BodySizeLimit, RequestMetrics, UploadTimeout
 from service.logs import REQUEST_ID_HEADER, log_config, valid_request_id
 from service.query import reject_unknown_query
-from service.routers import downscale, health, models, upscale
+from service.routers import demo, downscale, health, models, upscale
 from service.routers import metrics as metrics_router
 from service.runtime import Runtime
 from service.settings import Settings
@@ -32,7 +32,7 @@ EXPOSED_HEADERS = [
     "ETag",
     REQUEST_ID_HEADER,
 ]
-ENDPOINTS = {"/downscale", "/upscale", "/healthz", "/readyz", "/metrics", "/v1/models"}
+ENDPOINTS = {"/downscale", "/upscale", "/healthz", "/readyz", "/metrics", "/v1/models", "/demo"}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -57,7 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     protected = [Depends(require_api_key)]
     for router in (downscale.router, upscale.router, models.router):
         app.include_router(router, dependencies=protected)
-    for router in (health.router, metrics_router.router):  # probes and scrapers need no key
+    # probes and scrapers need no key, nor does the page (like /docs): its own requests carry the key typed into it
+    for router in (health.router, metrics_router.router, demo.router):
         app.include_router(router)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import httpx
 import numpy as np
 import uvicorn
+from fastapi import FastAPI
 from PIL import Image
 
 from service.main import create_app
@@ -68,8 +69,15 @@ def rescale_serve(**env: str):
 
 @contextmanager
 def running_server(settings: Settings):
+    with running_app(create_app(settings)) as base:
+        yield base
+
+
+@contextmanager
+def running_app(app: FastAPI):
+    """`app` (create_app's, with a test's own routes added) served on a loopback port; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
