@@ -149,6 +149,7 @@ def _eval(args: argparse.Namespace) -> int:
         lossy=args.lossy,
         lossy_variants=args.lossy_variants,
         reusable=evaluate.load_reusable(args.reuse),
+        backend=args.backend,
         # rows are saved as each model finishes: rerun with --reuse <out>/results.json to resume
         on_rows=lambda done: evaluate.write_tables(done, names, Path(args.out)),
     )
@@ -176,6 +177,7 @@ def _eval(args: argparse.Namespace) -> int:
             models=[m for m in publish.read_manifest()["models"] if m["weights_id"] in ids],
             figure=figure,
             rd_plot=rd_plot,
+            curve_points=Path(args.out) / "learning-curve.json",
             loss_curves={
                 f"{e.config.variant} x{e.config.scale}": e.folder / publish.LOSS_PLOT
                 for e in entries
@@ -352,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/eval", help="folder for results.md, results.json, figure.png")
     p.add_argument("--limit", type=int, default=None, help="first N images of each folder")
     p.add_argument("--formats", nargs="+", choices=files.FORMATS, default=["png"], help="file formats, a row each")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: OpenVINO on the CPU (the product's)")
     p.add_argument("--damaged", action="store_true", help="add rows for stripped metadata / dropped alpha")
     p.add_argument(
         "--lossy",

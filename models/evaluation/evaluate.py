@@ -211,14 +211,16 @@ def evaluate(
     lossy: list[tuple[str, int]] | None = None,
     lossy_variants: list[str] | None = None,
     reusable: Reusable | None = None,
+    backend: str = "auto",
     log=print,
     on_rows=None,
 ) -> list[dict]:
     """Rows of Table 3; `on_rows(rows)` gets the rows so far after each model, so a caller can save them.
 
-    Each model runs on the product's engine (OpenVINO on the CPU), on whole images."""
+    Each model runs on the product's engine (OpenVINO on the CPU; `backend` torch: eager, no graphs to convert for
+    weights seen once, like a run's snapshots), on whole images."""
     rows: list[dict] = []
-    engines = EngineSet(registry, cache_dir=default_cache_dir())
+    engines = EngineSet(registry, backend=backend, cache_dir=default_cache_dir())
     for scale in scales:
         references = [Method(None)] + [Method(None, f, q) for f, q in lossy or []]
         references += [Method(None, f, q, original=True) for f, q in lossy or []]

@@ -5,12 +5,15 @@ from the manifest entries of the weights that were evaluated, the paper's figure
 PAPER_DIV2K below (the paper's Tables 1-3, DIV2K validation set).
 """
 
+import json
 import os
 import sys
 from datetime import date
 from pathlib import Path
 
+from models.evaluation import learning_curve
 from models.evaluation.evaluate import markdown_table
+from models.evaluation.learning_curve import pixels_seen, stages
 from models.evaluation.rate_distortion import floor_table, rd_table
 
 # PSNR-Y on DIV2K (val) reported by the paper; bicubic from the IRN paper.
@@ -35,17 +38,8 @@ PAPER_ITERATIONS = {"irn-a": 250_000, "dlv-irn-a": 250_000}
 PAPER_DEFAULT_ITERATIONS = 500_000
 
 
-def _pixels_seen(training: dict) -> int:
-    return training.get("steps", 0) * training.get("batch_size", 0) * training.get("patch", 0) ** 2
-
-
-def _stages(training: dict) -> list[dict]:
-    """This run and the runs it was warm-started from: together, what the shipped weights cost."""
-    return [training, *training.get("earlier_stages", [])]
-
-
 def _total_wall_s(training: dict) -> float:
-    return sum(stage.get("wall_time_s", 0) for stage in _stages(training))
+    return sum(stage.get("wall_time_s", 0) for stage in stages(training))
 
 
 def _paper_budget_rows(models: list[dict]) -> list[str]:
@@ -56,7 +50,7 @@ def _paper_budget_rows(models: list[dict]) -> list[str]:
     ]
     for m in models:
         t = m.get("training", {})
-        ours = sum(_pixels_seen(stage) for stage in _stages(t))
+        ours = sum(pixels_seen(stage) for stage in stages(t))
         if not ours:
             continue
         theirs = PAPER_ITERATIONS.get(m["variant"], PAPER_DEFAULT_ITERATIONS) * PAPER_BATCH * PAPER_PATCH**2
@@ -156,6 +150,15 @@ def _relative(path: Path, report: Path) -> str:
     return Path(os.path.relpath(path, report.parent)).as_posix()
 
 
+LEARNING_CURVE_NOTE = (
+    "PSNR-Y gain over bicubic on eval/ against the HR pixels each model was trained on, counting every stage that "
+    "led to it (`python -m models.evaluation.learning_curve docs/results/learning-curve.json`; the points, their "
+    "sources and the training rates are in that file). The fit is log-linear over the ends of cosine cycles; "
+    "snapshots taken inside a cycle train at a high learning rate and are shown, not fitted. A straight line on "
+    "a log axis is the optimistic reading: a curve that bends (saturates) needs more than it says."
+)
+
+
 def write_report(
     *,
     report: Path,
@@ -166,6 +169,7 @@ def write_report(
     loss_curves: dict[str, Path],
     rd_plot: Path | None = None,
     command: list[str] | None = None,
+    curve_points: Path | None = None,
 ) -> Path:
     command = command or ["rescale", *sys.argv[1:]]
     parts = [
@@ -256,6 +260,11 @@ def write_report(
             *_paper_budget_rows(models),
             "",
         ]
+    if curve_points is not None and curve_points.is_file():
+        curves = json.loads(curve_points.read_text())
+        plot = learning_curve.plot(curves, Path.cwd(), curve_points.with_suffix(".png"))
+        parts += ["## The learning curve: what the rest of the paper's gain costs", "", LEARNING_CURVE_NOTE, ""]
+        parts += [learning_curve.markdown(curves, Path.cwd()), f"![learning curve]({_relative(plot, report)})", ""]
     if figure is not None:
         parts += ["## Fig. 2 style comparison", "", f"![crops]({_relative(figure, report)})", ""]
     if loss_curves:

@@ -5,6 +5,7 @@ import inspect
 import logging
 import math
 import os
+import re
 import threading
 import warnings
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from models.networks.latent_codec import CODE_CHANNELS, CODE_REDUCTION
 from models.networks.rescaler import Encoded, ModelConfig, Rescaler
 
 log = logging.getLogger("rescale.engines")
+TORCH_PYTREE_WARNING = "`isinstance(treespec, LeafSpec)` is deprecated"
 
 
 class _EncodeGraph(nn.Module):
@@ -117,11 +119,10 @@ class OpenVINOEngine:
                 return ov.Core().read_model(path)
             except RuntimeError as exc:  # a torn or foreign file: convert again below
                 log.warning("ignoring the cached graph %s: %s", path, exc)
-        exported = export_graph(build(), self._inputs(name, 4 * self.config.size_multiple))
         with warnings.catch_warnings():
-            # torch's own pytree, as OpenVINO's decoder unpickles the program's tree specs: not our code's
-            warnings.filterwarnings("ignore", "`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning)
-            graph = ov.convert_model(exported)
+            # raised inside torch's pytree while the program is exported and decomposed: not our code's
+            warnings.filterwarnings("ignore", re.escape(TORCH_PYTREE_WARNING), FutureWarning)
+            graph = ov.convert_model(export_graph(build(), self._inputs(name, 4 * self.config.size_multiple)))
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
