@@ -106,7 +106,7 @@ def markdown(curves: dict, root: Path) -> str:
         lines += [
             "",
             f"Fit over {fit.points} points: {fit.per_decade:+.2f} dB per tenfold HR pixels. "
-            f"{curve['target_name']} ({curve['target']:+.2f} dB) at {cost['hr_pixels'] / 1e9:,.1f} G HR pixels: "
+            f"To reach {curve['target_name']} ({curve['target']:+.2f} dB): {cost['hr_pixels'] / 1e9:,.1f} G HR pixels, "
             f"{cost['more_hr_pixels'] / 1e9:,.1f} G more than the {trained / 1e9:,.2f} G trained, "
             f"{cost['cpu_hours']:,.0f} CPU-hours at {curve['rate_px_per_cpu_s'] / 1e3:,.1f} k HR px per CPU-second.",
             "",
@@ -128,7 +128,7 @@ def plot(curves: dict, root: Path, path: Path) -> Path:
         far = min(far, 1e13)
         xs = [min(p.hr_pixels for p in points) / 1.5, far]
         ax.plot(xs, [fit.gain_at(x) for x in xs], "--", color="grey", label=f"fit: {fit.per_decade:+.2f} dB/decade")
-        for fitted, marker, label in ((True, "o", "cycle ends (fit)"), (False, "x", "snapshots in a cycle")):
+        for fitted, marker, label in ((True, "o", "cycle ends (fitted)"), (False, "x", "not fitted (see the table)")):
             chosen = [p for p in points if p.fitted is fitted]
             if chosen:
                 ax.plot([p.hr_pixels for p in chosen], [p.gain for p in chosen], marker, label=label)
