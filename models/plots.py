@@ -24,6 +24,12 @@ def plot_loss_curves(history: list[dict], path: str | Path, title: str) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     if history:
         ax.legend()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay the figure out, write it as a PNG (making its folder) and free it."""
+    path = Path(path)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

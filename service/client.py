@@ -12,7 +12,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypedDict, Unpack
 
 import httpx
 
@@ -70,8 +70,34 @@ def content_type(data: bytes) -> str:
     return next((media for magic, media in MAGIC_TYPES if data.startswith(magic)), "application/octet-stream")
 
 
-def query(**params: object) -> dict[str, str]:
+class DownscaleOptions(TypedDict, total=False):
+    """/downscale's query; what is left out (or None) takes the service's default, scale aside (4)."""
+
+    scale: int
+    mode: str | None
+    format: str | None
+    quality: int | None
+    model: str | None
+    transparency: str | None
+
+
+class UpscaleOptions(TypedDict, total=False):
+    """/upscale's query; `best_effort` upscales any small image, not only a file that /downscale made."""
+
+    format: str | None
+    quality: int | None
+    best_effort: bool
+    scale: int | None
+    mode: str | None
+    model: str | None
+
+
+def query(method: str, options: dict, allowed: type, **defaults: object) -> dict[str, str]:
     """The query string: parameters left at None are not sent (the service's defaults apply), booleans as true."""
+    unknown = sorted(set(options) - set(allowed.__annotations__))
+    if unknown:
+        raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
+    params = defaults | options
     return {k: ("true" if v is True else str(v)) for k, v in params.items() if v is not None and v is not False}
 
 
@@ -123,36 +149,13 @@ class Client(BaseClient):
 
     http_class = httpx.Client
 
-    def downscale(
-        self,
-        image: ImageSource,
-        *,
-        scale: int = 4,
-        mode: str | None = None,
-        format: str | None = None,
-        quality: int | None = None,
-        model: str | None = None,
-        transparency: str | None = None,
-    ) -> Result:
-        """The small file that /upscale brings back to `image`'s size (mode, format and model: the service's
-        defaults when None)."""
-        params = query(scale=scale, mode=mode, format=format, quality=quality, model=model, transparency=transparency)
-        return self.post("/downscale", read_image(image), params)
+    def downscale(self, image: ImageSource, **options: Unpack[DownscaleOptions]) -> Result:
+        """The small file that /upscale brings back to `image`'s size."""
+        return self.post("/downscale", read_image(image), query("downscale", options, DownscaleOptions, scale=4))
 
-    def upscale(
-        self,
-        data: ImageSource,
-        *,
-        format: str | None = None,
-        quality: int | None = None,
-        best_effort: bool = False,
-        scale: int | None = None,
-        mode: str | None = None,
-        model: str | None = None,
-    ) -> Result:
+    def upscale(self, data: ImageSource, **options: Unpack[UpscaleOptions]) -> Result:
         """The full-size image from a file that /downscale made (or, with best_effort, from any small image)."""
-        params = query(format=format, quality=quality, best_effort=best_effort, scale=scale, mode=mode, model=model)
-        return self.post("/upscale", read_image(data), params)
+        return self.post("/upscale", read_image(data), query("upscale", options, UpscaleOptions))
 
     def post(self, path: str, data: bytes, params: dict[str, str]) -> Result:
         budget = self.budget()
@@ -182,32 +185,12 @@ class AsyncClient(BaseClient):
 
     http_class = httpx.AsyncClient
 
-    async def downscale(
-        self,
-        image: ImageSource,
-        *,
-        scale: int = 4,
-        mode: str | None = None,
-        format: str | None = None,
-        quality: int | None = None,
-        model: str | None = None,
-        transparency: str | None = None,
-    ) -> Result:
-        params = query(scale=scale, mode=mode, format=format, quality=quality, model=model, transparency=transparency)
+    async def downscale(self, image: ImageSource, **options: Unpack[DownscaleOptions]) -> Result:
+        params = query("downscale", options, DownscaleOptions, scale=4)
         return await self.post("/downscale", await asyncio.to_thread(read_image, image), params)
 
-    async def upscale(
-        self,
-        data: ImageSource,
-        *,
-        format: str | None = None,
-        quality: int | None = None,
-        best_effort: bool = False,
-        scale: int | None = None,
-        mode: str | None = None,
-        model: str | None = None,
-    ) -> Result:
-        params = query(format=format, quality=quality, best_effort=best_effort, scale=scale, mode=mode, model=model)
+    async def upscale(self, data: ImageSource, **options: Unpack[UpscaleOptions]) -> Result:
+        params = query("upscale", options, UpscaleOptions)
         return await self.post("/upscale", await asyncio.to_thread(read_image, data), params)
 
     async def post(self, path: str, data: bytes, params: dict[str, str]) -> Result:

@@ -280,6 +280,17 @@ def test_inputs_of_the_wrong_kind_are_a_type_error(tmp_path):
             client.downscale(opened)
         with pytest.raises(TypeError, match="not int"):
             client.downscale(42)
+        with pytest.raises(TypeError, match="downscale\\(\\) got an unexpected keyword argument 'scael'"):
+            client.downscale(b"\x89PNG", scael=2)  # a typo never silently takes the default
+        with pytest.raises(TypeError, match="upscale\\(\\) got an unexpected keyword argument 'transparency'"):
+            client.upscale(b"\x89PNG", transparency="refuse")  # /downscale's, not /upscale's
+
+    async def typo():
+        async with AsyncClient("http://127.0.0.1:9", timeout=1) as client:
+            await client.downscale(b"\x89PNG", qualty=80)
+
+    with pytest.raises(TypeError, match="downscale\\(\\) got an unexpected keyword argument 'qualty'"):
+        asyncio.run(typo())
 
 
 def test_the_client_imports_without_torch():

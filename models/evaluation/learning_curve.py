@@ -115,10 +115,7 @@ def markdown(curves: dict, root: Path) -> str:
 
 
 def plot(curves: dict, root: Path, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from models.plots import plt, save_figure  # matplotlib (Agg) only when a figure is asked for
 
     fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4.2), dpi=110, squeeze=False)
     for ax, (name, curve) in zip(axes[0], curves.items(), strict=True):
@@ -139,11 +136,7 @@ def plot(curves: dict, root: Path, path: Path) -> Path:
         ax.set_title(name)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
