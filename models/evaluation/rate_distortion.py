@@ -15,21 +15,24 @@ from PIL import Image
 
 from models.bicubic import bicubic_thumbnail
 
-LOSSY_FORMATS = ("jpeg", "webp")
+LOSSY_FORMATS = ("jpeg", "webp", "avif")
 DEFAULT_LOSSY = (("jpeg", 50), ("jpeg", 75), ("jpeg", 90), ("jpeg", 95), ("webp", 75), ("webp", 90))
-_ROW = re.compile(r"^(?P<family>.+?) \((?P<format>jpeg|webp) q(?P<quality>\d+)\)$")
+_ROW = re.compile(r"^(?P<family>.+?) \((?P<format>jpeg|webp|avif) q(?P<quality>\d+)\)$")
 
 
 def parse_codec(text: str) -> tuple[str, int]:
     """'jpeg:90' -> ('jpeg', 90)."""
     fmt, _, quality = text.partition(":")
     if fmt not in LOSSY_FORMATS or not quality.isdigit() or not 1 <= int(quality) <= 100:
-        raise ValueError(f"a lossy codec is FORMAT:QUALITY with FORMAT jpeg or webp and QUALITY 1..100, got {text!r}")
+        raise ValueError(
+            f"a lossy codec is FORMAT:QUALITY with FORMAT jpeg, webp or avif and QUALITY 1..100, got {text!r}"
+        )
     return fmt, int(quality)
 
 
 def lossy_bytes(image: np.ndarray, fmt: str, quality: int) -> bytes:
-    """What Pillow writes for this codec (JPEG: its default 4:2:0), no metadata."""
+    """What Pillow writes for this codec (JPEG and AVIF: their default 4:2:0; AVIF: libavif's speed 6), no
+    metadata."""
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format=fmt.upper(), quality=quality)
     return buffer.getvalue()
@@ -114,6 +117,9 @@ def rd_table(rows: list[dict], set_name: str) -> str:
     return "\n".join(lines)
 
 
+CODEC_LINES = {"jpeg": "-", "webp": "--", "avif": ":"}
+
+
 def rd_plot(rows: list[dict], set_name: str, path: Path) -> Path | None:
     """PSNR-Y against bits per HR pixel, one curve per family and codec, a panel per scale."""
     curves = rd_points(rows, set_name)
@@ -132,12 +138,12 @@ def rd_plot(rows: list[dict], set_name: str, path: Path) -> Path | None:
             if s != scale:
                 continue
             _, bits, psnr = zip(*points, strict=True)
-            style = "-" if fmt == "jpeg" else "--"
+            style = CODEC_LINES[fmt]
             ax.plot(bits, psnr, style, color=colours[family], marker="o", markersize=3, label=f"{family} {fmt}")
         ax.set_xscale("log")
         ax.set_xlabel("bits per HR pixel (stored file)")
         ax.set_ylabel("PSNR-Y (dB)")
-        ax.set_title(f"x{scale} on {set_name}: real Pillow JPEG (solid) and WebP (dashed)")
+        ax.set_title(f"x{scale} on {set_name}: real Pillow JPEG (solid), WebP (dashed), AVIF (dotted)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
