@@ -223,3 +223,59 @@ def test_cli_writes_and_reads_avif_as_the_service_does(client, folders, photo, t
     cdn.write_bytes(strip_to_avif(out.read_bytes()))
     assert main(["upscale", str(cdn), str(big), "--best-effort", "--scale", "2", *weights]) == 0
     assert "(irn x2, degraded: metadata_missing)" in capsys.readouterr().out
+
+
+# -- rate against distortion through AVIF -----------------------------------------------------------
+
+
+def test_eval_measures_the_models_through_avif(folders, photo, tmp_path):  # noqa: F811
+    from models.evaluation.rate_distortion import bicubic_lossy_round_trip
+
+    data = tmp_path / "set"
+    data.mkdir()
+    hr = photo[:88, :68]
+    Image.fromarray(hr).save(data / "a.png")
+    out = tmp_path / "eval"
+    weights = ["--no-shipped", "--weights", str(folders["irn"]), str(folders["irn-jpeg"])]
+    argv = ["eval", "--data", str(data), "--scales", "2", "--lossy", "jpeg:80", "avif:80", "--out", str(out)]
+    assert main([*argv, *weights, "--report", str(tmp_path / "results.md")]) == 0
+    rows = {r["method"]: r["sets"]["set"] for r in json.loads((out / "results.json").read_text())}
+    size = bicubic_lossy_round_trip(hr, 2, "avif", 80)[1]
+    assert rows["Bicubic (avif q80)"]["bytes_per_px"] == size / hr.shape[0] / hr.shape[1]
+    own, base = rows["IRN-JPEG (avif q80)"], rows["Bicubic (avif q80)"]
+    gain = own["psnr"] - base["psnr"]
+    report = (tmp_path / "results.md").read_text()
+    section = report.split("### Through AVIF: do the models trained through JPEG carry over? (set)")[1]
+    assert (
+        f"| x2 | avif q80 | IRN-JPEG | {own['psnr']:.2f} @ {8 * own['bytes_per_px']:.3f} | "
+        f"{base['psnr']:.2f} @ {8 * base['bytes_per_px']:.3f} | {gain:+.2f} | {gain:+.2f}, {gain:+.2f} | "
+        f"{int(gain > 0)} of 1 |"
+    ) in section
+    jpeg_gain = rows["IRN-JPEG (jpeg q80)"]["psnr"] - rows["Bicubic (jpeg q80)"]["psnr"]
+    assert "| Photo | x2 avif q80 | x2 jpeg q80 |" in section
+    assert f"| a | {gain:+.2f} | {jpeg_gain:+.2f} |" in section
+
+
+def test_per_photo_gains_are_taken_on_the_photos_both_rows_hold():
+    from models.evaluation.rate_distortion import codec_gain_table, per_photo_gain_table
+
+    def row(method, per_image):
+        psnr = sum(per_image.values()) / len(per_image)
+        summary = {"psnr": psnr, "ssim": 0.9, "bytes_per_px": 0.01, "images": 3, "refused": 3 - len(per_image)}
+        return {"method": method, "scale": 4, "damage": None, "sets": {"s": summary | {"per_image": per_image}}}
+
+    rows = [
+        row("Bicubic (avif q75)", {"a": 30.0, "b": 31.0, "c": 32.0}),
+        row("IRN-JPEG (avif q75)", {"a": 30.5, "c": 31.75}),  # b refused
+    ]
+    assert codec_gain_table(rows, "s", "avif").splitlines()[2] == (
+        "| x4 | avif q75 | IRN-JPEG | 31.12 @ 0.080 | 31.00 @ 0.080 | +0.12, 2 of 3 photos | -0.25, +0.50 | 1 of 2 |"
+    )
+    assert per_photo_gain_table(rows, "s", "IRN-JPEG", ["avif"]).splitlines() == [
+        "| Photo | x4 avif q75 |",
+        "|---|---|",
+        "| a | +0.50 |",
+        "| c | -0.25 |",
+        "| mean | +0.12 |",
+        "| photos that gain | 1 of 2 |",
+    ]
