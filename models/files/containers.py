@@ -169,11 +169,15 @@ def decoder_errors(fmt: str) -> Iterator[None]:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"image is over the pixel limit: {exc}") from exc
+    except Image.UnidentifiedImageError as exc:  # its message names a BytesIO object: say what it means
+        raise CorruptFileError(f"cannot decode {fmt.upper()}: its structure is not a readable {fmt.upper()}") from exc
     except OSError as exc:
         if "truncated" in str(exc):
             raise TruncatedFileError(f"truncated {fmt.upper()}: {exc}") from exc
         raise CorruptFileError(f"cannot decode {fmt.upper()}: {exc}") from exc
     except (SyntaxError, ValueError, zlib.error, EOFError, struct.error) as exc:
+        raise CorruptFileError(f"cannot decode {fmt.upper()}: {exc}") from exc
+    except RuntimeError as exc:  # Pillow's AVIF plugin reports libavif's parse errors so
         raise CorruptFileError(f"cannot decode {fmt.upper()}: {exc}") from exc
 
 
