@@ -70,14 +70,14 @@ publish: $(STAMP)
 	for run in $(SHIPPED_RUNS); do $(VENV)/bin/rescale publish runs/$$run --overwrite || exit 1; done
 
 # docs/results.md: Table 3 on eval/ and the PyPI pool at x2 and x4, files in every format, damaged files,
-# real-codec rows (rate against distortion) for the IRNs and the compression-aware models, the figure and
-# the loss curves; also records each shipped model's figures in the manifest. Rows of
+# real-codec rows (rate against distortion through JPEG, WebP and AVIF) for the IRNs and the compression-aware
+# models, the figure and the loss curves; also records each shipped model's figures in the manifest. Rows of
 # weights already measured (same weights id, method and images) are taken from REUSE, not measured again.
 REUSE ?= $(wildcard docs/results/results.json)
 report: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e '.[eval]'
 	$(VENV)/bin/rescale eval --data ../shared/data/eval pypi --scales 2 4 --formats png jpeg webp --damaged \
-		--lossy jpeg:50 jpeg:75 jpeg:90 jpeg:95 webp:75 webp:90 --lossy-variants irn irn-m dlv-irn dlv-irn-m \
+		--lossy jpeg:50 jpeg:75 jpeg:90 jpeg:95 webp:75 webp:90 avif:75 avif:90 --lossy-variants irn irn-m dlv-irn dlv-irn-m \
 		--figure --figure-image ../shared/data/eval/rocks.png --manifest --out docs/results --report docs/results.md \
 		$(if $(REUSE),--reuse $(REUSE))
 

@@ -55,8 +55,11 @@ def main() -> None:
     photo = load_rgb(args.image)
     print(f"{entry.config.variant} x{entry.config.scale} ({entry.weights_id}), JPEG APP1 holds {JPEG_MAX_EXIF:,} B")
     q = args.quality
-    print(f"| HR MP | code shape | raw B | zlib B | header in EXIF B | PNG B/px | JPEG q{q} B/px | WebP q{q} B/px |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        f"| HR MP | code shape | raw B | zlib B | header in EXIF B | PNG B/px | JPEG q{q} B/px | WebP q{q} B/px "
+        f"| AVIF q{q} B/px |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for mp in args.megapixels:
         image = mirror_tile(photo, mp)
         down = downscale_image(model, image, Tiling(tile=192))

@@ -72,7 +72,7 @@ def _pool(args: argparse.Namespace) -> int:
     return 0
 
 
-EXTENSIONS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+EXTENSIONS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".avif": "avif"}
 
 
 def output_format(output: str, given: str | None) -> str:
@@ -268,22 +268,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_pool)
 
     p = sub.add_parser("downscale", help="HR image -> downscaled file that says what made it")
-    p.add_argument("input", help="the photo: PNG, JPEG or WebP")
-    p.add_argument("output", help="the downscaled file; its extension (.png, .jpg, .webp) picks the format")
+    p.add_argument("input", help="the photo: PNG, JPEG, WebP or AVIF")
+    p.add_argument("output", help="the downscaled file; its extension (.png, .jpg, .webp, .avif) picks the format")
     p.add_argument("--scale", type=int, choices=(2, 4), default=4)
     p.add_argument(
         "--variant",
         choices=VARIANTS,
         default=None,
-        help="default: irn-a for PNG, irn for JPEG/WebP (the compression-aware model where shipped)",
+        help="default: irn-a for PNG, irn for JPEG/WebP/AVIF (the compression-aware model where shipped)",
     )
     p.add_argument(
         "--format",
         choices=files.FORMATS,
         default=None,
-        help="jpeg/webp: RGB + EXIF (not for -A); default: from the output's extension, else png",
+        help="jpeg/webp/avif: RGB + EXIF (not for -A); default: from the output's extension, else png",
     )
-    p.add_argument("--quality", type=int, default=95, help="jpeg/webp quality, 1..100")
+    p.add_argument("--quality", type=int, default=95, help="jpeg/webp/avif quality, 1..100 (each codec's scale)")
     p.add_argument(
         "--transparency",
         choices=TRANSPARENCY,

@@ -67,6 +67,8 @@ def read_image(image: ImageSource) -> bytes:
 def content_type(data: bytes) -> str:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):  # other brands: the service tells AVIF from HEIC
+        return "image/avif"
     return next((media for magic, media in MAGIC_TYPES if data.startswith(magic)), "application/octet-stream")
 
 

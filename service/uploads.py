@@ -9,10 +9,11 @@ from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from models.files.containers import PILLOW_FORMATS
 from service.errors import ServiceError
 
 FIELDS = ("image", "file")  # the names people use (`curl -F image=@...`, `-F file=@...`); any single file part is taken
-RAW_TYPES = ("image/png", "image/jpeg", "image/webp", "application/octet-stream")
+RAW_TYPES = ("image/png", "image/jpeg", "image/webp", "image/avif", "application/octet-stream")
 FILE_PART = f"a file part named {' or '.join(repr(name) for name in FIELDS)}"
 # Starlette raises the same 400 for every multipart limit; this is how it words the file-count one
 TOO_MANY_FILES_PREFIX = "Too many files"
@@ -49,14 +50,16 @@ async def read_upload(request: Request) -> bytes:
         data = await read_multipart(request)
     elif content_type.startswith("image/") or content_type == "application/octet-stream":
         if content_type not in RAW_TYPES:
-            raise ServiceError(415, "unsupported_format", f"{content_type} is not supported: send PNG, JPEG or WebP")
+            raise ServiceError(
+                415, "unsupported_format", f"{content_type} is not supported: send PNG, JPEG, WebP or AVIF"
+            )
         data = await request.body()
     else:
         raise ServiceError(
             415,
             "unsupported_media_type",
             f"send the image as {FILE_PART} of a multipart body, or as the raw body with Content-Type image/png, "
-            "image/jpeg or image/webp",
+            "image/jpeg, image/webp or image/avif",
         )
     if not data:
         raise ServiceError(400, "empty_image", "the image is empty")
@@ -64,10 +67,10 @@ async def read_upload(request: Request) -> bytes:
 
 
 def encode_image(image: np.ndarray, fmt: str = "png", quality: int = 90) -> bytes:
-    """The upscaled image: PNG (lossless, zlib level 3), or JPEG/WebP at `quality` (a tenth of the bytes)."""
+    """The upscaled image: PNG (lossless, zlib level 3), or JPEG/WebP/AVIF at `quality` (a tenth of the bytes)."""
     buffer = io.BytesIO()
     if fmt == "png":
         Image.fromarray(image).save(buffer, format="PNG", compress_level=3)
     else:
-        Image.fromarray(image).save(buffer, format=fmt.upper(), quality=quality)
+        Image.fromarray(image).save(buffer, format=PILLOW_FORMATS[fmt], quality=quality)
     return buffer.getvalue()

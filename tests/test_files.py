@@ -83,7 +83,7 @@ def test_png_round_trip_is_byte_exact(variant):
     assert files.encode(again, variant=variant, scale=2, weights_id=WID) == data
 
 
-@pytest.mark.parametrize("fmt", ["jpeg", "webp"])
+@pytest.mark.parametrize("fmt", ["jpeg", "webp", "avif"])
 def test_lossy_formats_carry_the_code_exactly(fmt):
     original = make_downscaled("irn-m")
     data = files.encode(original, variant="irn-m", scale=2, weights_id=WID, format=fmt, quality=95)
@@ -121,7 +121,7 @@ def test_large_png_header_is_split_over_several_chunks():
 def test_jpeg_refuses_metadata_over_64_kb_but_webp_takes_it():
     d = make_downscaled("irn-m", lr=(512, 512))
     d.code = np.random.default_rng(1).integers(0, 256, d.code.shape, dtype=np.uint8)  # 64 KiB, incompressible
-    with pytest.raises(MetadataTooLargeError, match=r"a JPEG APP1 segment holds 65,533; use format png or webp"):
+    with pytest.raises(MetadataTooLargeError, match=r"a JPEG APP1 segment holds 65,533; use format png, webp or avif"):
         files.encode(d, variant="irn-m", scale=2, weights_id=WID, format="jpeg")
     data = files.encode(d, variant="irn-m", scale=2, weights_id=WID, format="webp")
     assert np.array_equal(files.decode(data).code, d.code)
@@ -163,7 +163,7 @@ def test_opaque_alpha_is_flagged_as_flattened():
 
 
 def test_unsupported_formats():
-    with pytest.raises(UnsupportedFormatError, match="not a PNG, JPEG or WebP file"):
+    with pytest.raises(UnsupportedFormatError, match="not a PNG, JPEG, WebP or AVIF file"):
         files.decode(b"GIF89a" + b"\0" * 100)
 
 
@@ -237,7 +237,7 @@ def test_not_json_header():
 
 # -- fuzzing --------------------------------------------------------------------------------------
 
-SEEDS = {fmt: encode("irn-m", fmt, lr=(16, 16)) for fmt in ("png", "jpeg", "webp")}
+SEEDS = {fmt: encode("irn-m", fmt, lr=(16, 16)) for fmt in ("png", "jpeg", "webp", "avif")}
 SEEDS["png-a"] = encode("irn-a", lr=(16, 16))
 
 

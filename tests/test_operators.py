@@ -45,7 +45,9 @@ def test_readyz_documents_its_503(client):
     assert "503" in responses and "not ready" in responses["503"]["description"]
 
 
-@pytest.mark.parametrize(("fmt", "media"), [("png", "image/png"), ("jpeg", "image/jpeg"), ("webp", "image/webp")])
+@pytest.mark.parametrize(
+    ("fmt", "media"), [("png", "image/png"), ("jpeg", "image/jpeg"), ("webp", "image/webp"), ("avif", "image/avif")]
+)
 def test_upscale_answers_in_the_format_asked(client, photo, fmt, media):
     small = post(client, "/downscale", png_bytes(photo), scale=2, mode="alpha").content
     response = post(client, "/upscale", small, format=fmt, quality=80)
@@ -170,7 +172,7 @@ def test_cli_refuses_a_file_that_is_not_an_image_in_one_line(tmp_path, capsys, w
         ]
     )
     assert code == 2
-    assert capsys.readouterr().err == "rescale downscale: not a PNG, JPEG or WebP file\n"
+    assert capsys.readouterr().err == "rescale downscale: not a PNG, JPEG, WebP or AVIF file\n"
 
 
 def test_gif_is_refused_by_the_cli_and_the_service_alike(client, tmp_path, capsys, weights, photo):
@@ -180,11 +182,11 @@ def test_gif_is_refused_by_the_cli_and_the_service_alike(client, tmp_path, capsy
     Image.fromarray(photo).save(gif)
     argv = ["downscale", str(gif), str(tmp_path / "out.png"), "--no-shipped", "--weights", str(weights["irn-a-x2"])]
     assert main([*argv, "--scale", "2"]) == 2
-    assert capsys.readouterr().err == "rescale downscale: not a PNG, JPEG or WebP file\n"
+    assert capsys.readouterr().err == "rescale downscale: not a PNG, JPEG, WebP or AVIF file\n"
     response = client.post(
         "/downscale", params={"scale": 2}, content=gif.read_bytes(), headers={"content-type": "image/png"}
     )
-    assert response.status_code == 415 and response.json()["message"] == "not a PNG, JPEG or WebP file"
+    assert response.status_code == 415 and response.json()["message"] == "not a PNG, JPEG, WebP or AVIF file"
 
 
 @pytest.mark.parametrize("command", ["downscale", "upscale", "eval", "demo", "serve", "publish"])

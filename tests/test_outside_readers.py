@@ -28,7 +28,9 @@ def test_pngcheck_finds_the_pngs_valid(tmp_path, variant):
     assert "No errors detected" in out and "zTXt" in out
 
 
-@pytest.mark.parametrize(("fmt", "tag"), [("png", "Rescale"), ("jpeg", "UserComment"), ("webp", "UserComment")])
+@pytest.mark.parametrize(
+    ("fmt", "tag"), [("png", "Rescale"), ("jpeg", "UserComment"), ("webp", "UserComment"), ("avif", "UserComment")]
+)
 def test_exiftool_lists_the_metadata_fields(tmp_path, fmt, tag):
     path = tmp_path / f"m.{fmt}"
     path.write_bytes(encode("irn-m", fmt))
@@ -37,3 +39,16 @@ def test_exiftool_lists_the_metadata_fields(tmp_path, fmt, tag):
     assert header["variant"] == "irn-m" and header["scale"] == 2 and header["code"]["shape"] == [4, 6, 8]
     if fmt != "png":
         assert meta["Software"] == "rescale"
+
+
+def test_imagemagick_decodes_the_avif_at_its_lr_size(tmp_path):
+    path = tmp_path / "m.avif"
+    path.write_bytes(encode("irn-m", "avif"))
+    out = run(tool("identify"), "-format", "%w %h %z", str(path))  # decoded by libheif, its HEIC coder
+    assert out.split() == ["32", "24", "8"]
+    meta = json.loads(run(tool("exiftool"), "-j", str(path)))[0]
+    assert (meta["FileType"], meta["MIMEType"], meta["MajorBrand"]) == (
+        "AVIF",
+        "image/avif",
+        "AV1 Image File Format (.AVIF)",
+    )

@@ -15,21 +15,24 @@ from PIL import Image
 
 from models.bicubic import bicubic_thumbnail
 
-LOSSY_FORMATS = ("jpeg", "webp")
+LOSSY_FORMATS = ("jpeg", "webp", "avif")
 DEFAULT_LOSSY = (("jpeg", 50), ("jpeg", 75), ("jpeg", 90), ("jpeg", 95), ("webp", 75), ("webp", 90))
-_ROW = re.compile(r"^(?P<family>.+?) \((?P<format>jpeg|webp) q(?P<quality>\d+)\)$")
+_ROW = re.compile(r"^(?P<family>.+?) \((?P<format>jpeg|webp|avif) q(?P<quality>\d+)\)$")
 
 
 def parse_codec(text: str) -> tuple[str, int]:
     """'jpeg:90' -> ('jpeg', 90)."""
     fmt, _, quality = text.partition(":")
     if fmt not in LOSSY_FORMATS or not quality.isdigit() or not 1 <= int(quality) <= 100:
-        raise ValueError(f"a lossy codec is FORMAT:QUALITY with FORMAT jpeg or webp and QUALITY 1..100, got {text!r}")
+        raise ValueError(
+            f"a lossy codec is FORMAT:QUALITY with FORMAT jpeg, webp or avif and QUALITY 1..100, got {text!r}"
+        )
     return fmt, int(quality)
 
 
 def lossy_bytes(image: np.ndarray, fmt: str, quality: int) -> bytes:
-    """What Pillow writes for this codec (JPEG: its default 4:2:0), no metadata."""
+    """What Pillow writes for this codec (JPEG and AVIF: their default 4:2:0; AVIF: libavif's speed 6), no
+    metadata."""
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format=fmt.upper(), quality=quality)
     return buffer.getvalue()
@@ -74,9 +77,14 @@ def _lossy_summaries(rows: list[dict], set_name: str) -> dict[tuple[int, str, st
     return out
 
 
+def _per_photo_gain_map(own: dict, base: dict) -> dict[str, float]:
+    """Photo -> PSNR-Y gain over `base`, on each photo both rows hold."""
+    held = sorted(set(own["per_image"]) & set(base["per_image"]))
+    return {k: own["per_image"][k] - base["per_image"][k] for k in held}
+
+
 def _per_photo_gains(own: dict, base: dict) -> list[float]:
-    """PSNR-Y gain over `base` on each photo both rows hold."""
-    return [own["per_image"][k] - base["per_image"][k] for k in sorted(set(own["per_image"]) & set(base["per_image"]))]
+    return list(_per_photo_gain_map(own, base).values())
 
 
 def _gain(own: dict, base: dict) -> tuple[float, str]:
@@ -114,6 +122,9 @@ def rd_table(rows: list[dict], set_name: str) -> str:
     return "\n".join(lines)
 
 
+CODEC_LINES = {"jpeg": "-", "webp": "--", "avif": ":"}
+
+
 def rd_plot(rows: list[dict], set_name: str, path: Path) -> Path | None:
     """PSNR-Y against bits per HR pixel, one curve per family and codec, a panel per scale."""
     curves = rd_points(rows, set_name)
@@ -132,12 +143,12 @@ def rd_plot(rows: list[dict], set_name: str, path: Path) -> Path | None:
             if s != scale:
                 continue
             _, bits, psnr = zip(*points, strict=True)
-            style = "-" if fmt == "jpeg" else "--"
+            style = CODEC_LINES[fmt]
             ax.plot(bits, psnr, style, color=colours[family], marker="o", markersize=3, label=f"{family} {fmt}")
         ax.set_xscale("log")
         ax.set_xlabel("bits per HR pixel (stored file)")
         ax.set_ylabel("PSNR-Y (dB)")
-        ax.set_title(f"x{scale} on {set_name}: real Pillow JPEG (solid) and WebP (dashed)")
+        ax.set_title(f"x{scale} on {set_name}: real Pillow JPEG (solid), WebP (dashed), AVIF (dotted)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -182,4 +193,59 @@ def floor_table(rows: list[dict], set_name: str) -> str:
                     f"{gain:+.2f}{held} | {floor:+.2f} | {'yes' if gain >= floor else 'no'} | "
                     f"{min(per_photo):+.2f}, {above} of {len(per_photo)} |"
                 )
+    return "\n".join(lines)
+
+
+def codec_gain_table(rows: list[dict], set_name: str, fmt: str) -> str:
+    """Each model through the codec `fmt` against the bicubic thumbnail saved in it at the same quality: PSNR-Y @
+    bits per HR pixel of both, the mean gain, and per photo the smallest and largest gain and how many gain."""
+    summaries = _lossy_summaries(rows, set_name)
+    lines = [
+        "| Scale | Codec | Model | PSNR-Y @ bits/px | Bicubic PSNR-Y @ bits/px | gain (dB) "
+        "| per photo: smallest, largest gain | photos that gain |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for scale, family, codec, quality in sorted(summaries):
+        base = summaries.get((scale, "Bicubic", codec, quality))
+        if codec != fmt or family in ("Bicubic", "Original") or base is None:
+            continue
+        own = summaries[(scale, family, codec, quality)]
+        gains = _per_photo_gains(own, base)
+        if not gains:
+            continue
+        gain, held = _gain(own, base)
+        lines.append(
+            f"| x{scale} | {fmt} q{quality} | {family} | {own['psnr']:.2f} @ {8 * own['bytes_per_px']:.3f} | "
+            f"{base['psnr']:.2f} @ {8 * base['bytes_per_px']:.3f} | {gain:+.2f}{held} | "
+            f"{min(gains):+.2f}, {max(gains):+.2f} | {sum(g > 0 for g in gains)} of {len(gains)} |"
+        )
+    return "\n".join(lines)
+
+
+def per_photo_gain_table(rows: list[dict], set_name: str, family: str, codecs: list[str]) -> str:
+    """The gain in PSNR-Y of `family` over the bicubic thumbnail in the same codec, photo by photo: a column per
+    scale and codec (e.g. jpeg q90 beside avif q90), the mean and the count of photos that gain below."""
+    summaries = _lossy_summaries(rows, set_name)
+    columns = [
+        (scale, codec, quality)
+        for scale, fam, codec, quality in sorted(summaries)
+        if fam == family and codec in codecs and (scale, "Bicubic", codec, quality) in summaries
+    ]
+    if not columns:
+        return ""
+    gains = {
+        (scale, codec, quality): _per_photo_gain_map(
+            summaries[(scale, family, codec, quality)], summaries[(scale, "Bicubic", codec, quality)]
+        )
+        for scale, codec, quality in columns
+    }
+    photos = sorted({photo for per_photo in gains.values() for photo in per_photo})
+    head = "| Photo | " + " | ".join(f"x{s} {c} q{q}" for s, c, q in columns) + " |"
+    lines = [head, "|---|" + "---|" * len(columns)]
+    for photo in photos:
+        cells = [f"{gains[c][photo]:+.2f}" if photo in gains[c] else "—" for c in columns]
+        lines.append(f"| {photo} | " + " | ".join(cells) + " |")
+    means = [f"{sum(gains[c].values()) / len(gains[c]):+.2f}" for c in columns]
+    counts = [f"{sum(g > 0 for g in gains[c].values())} of {len(gains[c])}" for c in columns]
+    lines += ["| mean | " + " | ".join(means) + " |", "| photos that gain | " + " | ".join(counts) + " |"]
     return "\n".join(lines)

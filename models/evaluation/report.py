@@ -14,7 +14,7 @@ from pathlib import Path
 from models.evaluation import learning_curve
 from models.evaluation.evaluate import markdown_table
 from models.evaluation.learning_curve import pixels_seen, stages
-from models.evaluation.rate_distortion import floor_table, rd_table
+from models.evaluation.rate_distortion import codec_gain_table, floor_table, per_photo_gain_table, rd_table
 
 # PSNR-Y on DIV2K (val) reported by the paper; bicubic from the IRN paper.
 PAPER_DIV2K: dict[int, dict[str, float]] = {
@@ -146,6 +146,29 @@ def _thumbnail_rows(rows: list[dict], set_names: list[str]) -> list[str]:
     return lines
 
 
+def _transfer_section(rows: list[dict], set_name: str, codec: str) -> list[str]:
+    """Whether the models trained through JPEG carry over to another codec: their gain over the bicubic thumbnail
+    in that codec, on the mean and photo by photo beside the same figure through JPEG."""
+    gains = codec_gain_table(rows, set_name, codec)
+    if gains.count("\n") < 2:
+        return []
+    out = [
+        f"### Through {codec.upper()}: do the models trained through JPEG carry over? ({set_name})",
+        "",
+        f"The same files, the LR saved as {codec.upper()} at each quality (Pillow's `quality`, its own scale: "
+        "compare the bits), against Pillow's bicubic thumbnail saved in the same codec at the same quality.",
+        "",
+        gains,
+        "",
+    ]
+    families = sorted({r["method"].split(" (")[0] for r in rows if r["method"].endswith(")")} - {"Bicubic", "Original"})
+    for family in (f for f in families if f.endswith("-JPEG")):
+        table = per_photo_gain_table(rows, set_name, family, ["jpeg", codec])
+        if table:
+            out += [f"{family}: gain over the bicubic thumbnail in the same codec, photo by photo (dB):", "", table, ""]
+    return out
+
+
 def _relative(path: Path, report: Path) -> str:
     return Path(os.path.relpath(path, report.parent)).as_posix()
 
@@ -225,7 +248,8 @@ def write_report(
         parts += [
             "## Through real codecs: rate against distortion",
             "",
-            "The LR saved as a real Pillow JPEG (4:2:0) or WebP at each quality, header kept, upscaled by the model "
+            "The LR saved as a real Pillow JPEG (4:2:0), WebP or AVIF (libavif, 4:2:0, speed 6) at each quality, "
+            "header kept, upscaled by the model "
             "that made it; Bicubic: Pillow's bicubic thumbnail saved the same way and upscaled bicubic; Original: "
             "the HR itself saved in that codec. PSNR-Y @ bits per HR pixel of the stored file (gain over the "
             "bicubic thumbnail at the same codec). -JPEG models are the compression-aware ones.",
@@ -245,6 +269,7 @@ def write_report(
                 floors,
                 "",
             ]
+        parts += _transfer_section(rows, set_names[0], "avif")
         if rd_plot is not None:
             parts += [f"![rate against distortion]({_relative(rd_plot, report)})", ""]
     if models:

@@ -2,8 +2,9 @@
 
 - `png`: 8-bit RGB, or straight (not premultiplied) RGBA for -A whose alpha is the 4th LR
   channel with codes 1..254; the header in zTXt chunks `rescale`, `rescale/1`, ...
-- `jpeg`, `webp` (lossy, `quality`): RGB only, the header in EXIF (Software = "rescale",
-  UserComment = the header JSON), written with piexif. -A needs PNG.
+- `jpeg`, `webp`, `avif` (lossy, `quality`): RGB only, the header in EXIF (Software = "rescale",
+  UserComment = the header JSON): spliced in with piexif (JPEG, WebP), AVIF's EXIF item
+  written by Pillow's encoder. -A needs PNG.
 
 `decode` never returns a silently wrong image: malformed files raise a FileFormatError
 subclass (errors.py); files that lost what the LR hides come back with `degraded` set:
@@ -25,8 +26,8 @@ from models.files.downscaled import Downscaled
 from models.files.errors import ChecksumError, FileFormatError, HeaderError
 from models.files.header import FORMAT_VERSION, Header, crc32, dump_header, parse_header
 
-FORMATS = ("png", "jpeg", "webp")
-MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+FORMATS = ("png", "jpeg", "webp", "avif")
+MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "avif": "image/avif"}
 NEUTRAL_ALPHA = 128  # code for alpha = 0.5 (logit 0) when a -A file lost its alpha
 DEFAULT_MAX_PIXELS = 50_000_000
 

@@ -1,4 +1,5 @@
-"""Pixels + header text in PNG (zTXt chunks), JPEG and WebP (EXIF UserComment, written with piexif).
+"""Pixels + header text in PNG (zTXt chunks), JPEG, WebP and AVIF (EXIF UserComment: written with piexif into
+JPEG/WebP, handed to Pillow's AVIF encoder as its EXIF item).
 
 Readers check the declared pixel count before decoding anything, and turn every decoder
 failure into a FileFormatError subclass.
@@ -33,6 +34,7 @@ CHUNK_KEY = "rescale"
 PNG_PART_CHARS = 512 << 10  # each zTXt chunk stays well under Pillow's 1 MiB MAX_TEXT_CHUNK
 JPEG_MAX_EXIF = 65533  # APP1 payload: 65535 minus the 2-byte length field
 SOFTWARE = b"rescale"
+PILLOW_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
 
 
 def sniff(data: bytes) -> str:
@@ -42,7 +44,27 @@ def sniff(data: bytes) -> str:
         return "jpeg"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
-    raise UnsupportedFormatError("not a PNG, JPEG or WebP file")
+    if data[4:8] == b"ftyp":
+        return sniff_isobmff(data)
+    raise UnsupportedFormatError("not a PNG, JPEG, WebP or AVIF file")
+
+
+AVIF_BRANDS = (b"avif", b"avis")  # still image, image sequence; HEIC's are heic, heix, hevc, ... (HEVC, not AV1)
+
+
+def sniff_isobmff(data: bytes) -> str:
+    """AVIF is an ISO-BMFF file whose `ftyp` box names `avif` or `avis` as its major or a compatible brand
+    (`mif1` alone is the HEIF container, which HEIC shares)."""
+    (size,) = struct.unpack(">I", data[:4])
+    if size > len(data):
+        raise TruncatedFileError(f"truncated ISO-BMFF file: it ends inside its {size}-byte ftyp box")
+    if size < 16 or size % 4:
+        raise CorruptFileError(f"ISO-BMFF file with a broken ftyp box of {size} bytes")
+    major, compatible = data[8:12], [data[i : i + 4] for i in range(16, size, 4)]
+    if major in AVIF_BRANDS or any(brand in AVIF_BRANDS for brand in compatible):
+        return "avif"
+    brands = ", ".join(b.decode("latin-1") for b in [major, *compatible])
+    raise UnsupportedFormatError(f"not a PNG, JPEG, WebP or AVIF file (an ISO-BMFF file of brands {brands}: HEIC?)")
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -69,15 +91,21 @@ def exif_bytes(text: str) -> bytes:
 
 
 def write_lossy(rgb: np.ndarray, text: str, fmt: str, quality: int) -> bytes:
-    """JPEG or WebP with the header in EXIF; JPEG's single APP1 segment caps it at 64 KB."""
+    """JPEG, WebP or AVIF with the header in EXIF; JPEG's single APP1 segment caps it at 64 KB. WebP's EXIF
+    chunk and AVIF's EXIF item have 32-bit sizes, as has the TIFF structure inside: 4 GiB, far past the longest
+    header (an -M code at the pixel limit is a few MB)."""
     exif = exif_bytes(text)
     if fmt == "jpeg" and len(exif) > JPEG_MAX_EXIF:
         raise MetadataTooLargeError(
             f"the header needs {len(exif):,} bytes of EXIF but a JPEG APP1 segment holds {JPEG_MAX_EXIF:,}; "
-            "use format png or webp, or a smaller image"
+            "use format png, webp or avif, or a smaller image"
         )
+    if fmt == "avif":  # an item of the file, not a segment piexif can splice in
+        buffer = io.BytesIO()
+        Image.fromarray(rgb, "RGB").save(buffer, format="AVIF", quality=quality, exif=exif)
+        return buffer.getvalue()
     buffer = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(buffer, format="JPEG" if fmt == "jpeg" else "WEBP", quality=quality)
+    Image.fromarray(rgb, "RGB").save(buffer, format=PILLOW_FORMATS[fmt], quality=quality)
     out = io.BytesIO()
     piexif.insert(exif, buffer.getvalue(), out)
     return out.getvalue()
@@ -141,11 +169,15 @@ def decoder_errors(fmt: str) -> Iterator[None]:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"image is over the pixel limit: {exc}") from exc
+    except Image.UnidentifiedImageError as exc:  # its message names a BytesIO object: say what it means
+        raise CorruptFileError(f"cannot decode {fmt.upper()}: its structure is not a readable {fmt.upper()}") from exc
     except OSError as exc:
         if "truncated" in str(exc):
             raise TruncatedFileError(f"truncated {fmt.upper()}: {exc}") from exc
         raise CorruptFileError(f"cannot decode {fmt.upper()}: {exc}") from exc
     except (SyntaxError, ValueError, zlib.error, EOFError, struct.error) as exc:
+        raise CorruptFileError(f"cannot decode {fmt.upper()}: {exc}") from exc
+    except RuntimeError as exc:  # Pillow's AVIF plugin reports libavif's parse errors so
         raise CorruptFileError(f"cannot decode {fmt.upper()}: {exc}") from exc
 
 
@@ -155,7 +187,9 @@ def open_image(data: bytes, *, max_pixels: int) -> tuple[str, Image.Image]:
     Call inside `decoder_errors(fmt)`; the caller decodes with `load()`.
     """
     fmt = sniff(data)
-    image = Image.open(io.BytesIO(data), formats=[fmt.upper()])
+    if fmt == "avif":
+        check_avif_boxes(data)  # libavif reads a cut-off file as unidentifiable: say what is wrong first
+    image = Image.open(io.BytesIO(data), formats=[PILLOW_FORMATS[fmt]])
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLargeError(
@@ -168,7 +202,7 @@ def open_image(data: bytes, *, max_pixels: int) -> tuple[str, Image.Image]:
 # The fewest bytes a complete file of w x h pixels can have: JPEG codes at least one bit per 8x8 block
 # of one component (a flat grey progressive JPEG at quality 1 takes 254 pixels per byte), and deflate
 # expands at most 1032:1 the raw rows of at least one bit per pixel. WebP has no such floor (a flat
-# lossless WebP is a few bytes); its cost is bounded by the pixel limit alone.
+# lossless WebP is a few bytes), nor has AVIF; their cost is bounded by the pixel limit alone.
 PIXELS_PER_BYTE_MAX = {"jpeg": 512, "png": 8 * 1032}
 
 
@@ -186,6 +220,36 @@ def check_plausible(data: bytes, fmt: str, width: int, height: int) -> None:
             f"{len(data):,} bytes cannot hold a complete {width}x{height} {fmt.upper()} (at least "
             f"{-(-width * height // ratio):,} are needed): the file is truncated or crafted"
         )
+
+
+def check_avif_boxes(data: bytes) -> None:
+    """The top-level boxes (ftyp, meta, mdat, ...) must tile the file: a file cut short ends inside one."""
+    offset = 0
+    while offset < len(data):
+        if len(data) - offset < 8:
+            raise TruncatedFileError(
+                f"truncated AVIF: the file ends {len(data) - offset} bytes into the box header at byte {offset:,}"
+            )
+        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        header = 8
+        if size == 1:  # a 64-bit size follows the type
+            if len(data) - offset < 16:
+                raise TruncatedFileError(
+                    f"truncated AVIF: the file ends {len(data) - offset} bytes into the box header at byte {offset:,}"
+                )
+            (size,) = struct.unpack(">Q", data[offset + 8 : offset + 16])
+            header = 16
+        elif size == 0:  # the box runs to the end of the file
+            size = len(data) - offset
+        name = kind.decode("latin-1")
+        if size < header:
+            raise CorruptFileError(f"corrupt AVIF: box {name!r} at byte {offset:,} declares {size} bytes")
+        if offset + size > len(data):
+            raise TruncatedFileError(
+                f"truncated AVIF: box {name!r} at byte {offset:,} declares {size:,} bytes but the file ends "
+                f"{len(data) - offset:,} bytes after its start"
+            )
+        offset += size
 
 
 _PNG_TEXT_LIMIT = threading.Lock()

@@ -6,7 +6,7 @@ class FileFormatError(ValueError):
 
 
 class UnsupportedFormatError(FileFormatError):
-    """Not a PNG, JPEG or WebP stream."""
+    """Not a PNG, JPEG, WebP or AVIF stream (HEIC included)."""
 
     code = "unsupported_format"
 
@@ -66,6 +66,6 @@ class ChecksumError(FileFormatError):
 
 
 class MetadataTooLargeError(FileFormatError):
-    """Writing: the metadata does not fit the container (JPEG's 64 KB APP1 segment)."""
+    """Writing: the metadata does not fit the container (JPEG's 64 KB APP1 segment; WebP and AVIF hold any header)."""
 
     code = "metadata_too_large"

@@ -1,6 +1,6 @@
 """An HR photo to downscale, from its bytes: what the service and the CLI both accept.
 
-PNG, JPEG and WebP only (GIF and others are refused by both, `unsupported_format`); the pixel
+PNG, JPEG, WebP and AVIF only (GIF, HEIC and others are refused by both, `unsupported_format`); the pixel
 count is checked and implausibly small files are refused before decoding. Conversions:
 EXIF orientation is applied; grayscale, palette, CMYK and 1-bit images become RGB; 16-bit
 images are reduced to 8 bits; transparent pixels are composited on white (BACKGROUND), or the

@@ -10,6 +10,7 @@ from service.caching import cache_headers, etag_for, not_modified
 from service.catalogue import MODELS
 from service.errors import ServiceError
 from service.inference import Timings, finish, refuse_when_busy, run_model
+from service.negotiation import AUTO, DOWNSCALE_CHOICES, negotiate
 from service.routers.uploads_doc import ERROR_RESPONSES, IMAGE_BODY
 from service.runtime import RuntimeDep
 from service.uploads import read_upload
@@ -18,7 +19,7 @@ router = APIRouter(tags=["rescale"])
 
 Scale = IntEnum("Scale", {"x2": 2, "x4": 4})
 Mode = StrEnum("Mode", {m: m for m in ("alpha", "metadata", "plain")})
-Format = StrEnum("Format", {f: f for f in files.FORMATS})
+Format = StrEnum("Format", {f: f for f in (*files.FORMATS, AUTO)})
 Transparency = StrEnum("Transparency", {t: t for t in TRANSPARENCY})
 ModelName = StrEnum("ModelName", {m.replace("-", "_"): m for m in MODELS})
 
@@ -38,14 +39,20 @@ async def downscale(
         Mode | None,
         Query(
             description="alpha: RGBA PNG (-A); metadata: latent in metadata (-M); plain. "
-            "Default: alpha for png, plain for jpeg/webp"
+            "Default: alpha for png, plain for jpeg/webp/avif and for auto"
         ),
     ] = None,
     format: Annotated[
         Format,
-        Query(description="png, or jpeg/webp for plain and metadata (compression-aware models where shipped)"),
+        Query(
+            description="png, or jpeg/webp/avif for plain and metadata (compression-aware models where shipped); "
+            "auto: from the Accept header (answered with Vary: Accept): AVIF, then WebP, when the client names "
+            "them, by q-value; otherwise plain gets jpeg, metadata png (JPEG cannot hold the code of larger "
+            "photos; it is never picked for metadata) and alpha png. A wildcard (image/*, */*), no Accept or one "
+            "with nothing writable gets that default, never a 406"
+        ),
     ] = Format.png,
-    quality: Annotated[int, Query(ge=1, le=100, description="jpeg/webp quality")] = 95,
+    quality: Annotated[int, Query(ge=1, le=100, description="jpeg/webp/avif quality (each codec's own scale)")] = 95,
     model: Annotated[ModelName | None, Query(description="irn or dlv-irn; default the best shipped")] = None,
     transparency: Annotated[
         Transparency,
@@ -56,6 +63,9 @@ async def downscale(
 ) -> Response:
     if mode is None:
         mode = Mode.alpha if format == Format.png else Mode.plain
+    negotiated = format == Format.auto
+    if negotiated:
+        format = Format(negotiate(request.headers.get("accept"), DOWNSCALE_CHOICES[mode.value]))
     if mode == Mode.alpha and format != Format.png:
         raise ServiceError(422, "invalid_parameter", "format: mode=alpha keeps the alpha channel, use format=png")
     refuse_when_busy(runtime)
@@ -77,7 +87,7 @@ async def downscale(
         transparency=transparency,
         engine=runtime.engines.signature(entry.weights_id, runtime.devices[0]),
     )
-    if (cached := not_modified(request, etag, cache_control)) is not None:
+    if (cached := not_modified(request, etag, cache_control, negotiated=negotiated)) is not None:
         return cached
     image, composited = await timings.timed(
         "decode",
@@ -101,7 +111,9 @@ async def downscale(
             )
         ),
     )
-    headers = finish("downscale", entry, image.shape[:2], timings) | cache_headers(etag, cache_control)
+    headers = finish("downscale", entry, image.shape[:2], timings) | cache_headers(
+        etag, cache_control, negotiated=negotiated
+    )
     if composited:
         headers["X-Rescale-Input-Alpha"] = f"composited-on-{BACKGROUND_NAME}"
     return Response(body, media_type=files.MEDIA_TYPES[format.value], headers=headers)

@@ -19,6 +19,7 @@ IMAGE_BODY = {
             "image/png": {"schema": {"type": "string", "format": "binary"}},
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             "image/webp": {"schema": {"type": "string", "format": "binary"}},
+            "image/avif": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }
@@ -31,7 +32,7 @@ ERROR_RESPONSES = {
         401: "API key missing or not valid (when keys are configured)",
         408: "the upload did not arrive in time",
         413: "upload, pixel count or model time over the limit",
-        415: "not PNG, JPEG or WebP",
+        415: "not PNG, JPEG, WebP or AVIF (HEIC is refused)",
         422: "bad parameter or unusable file",
         503: "queue full or shutting down (Retry-After)",
         504: "deadline exceeded",

@@ -7,6 +7,7 @@ from models.files.errors import ImageTooLargeError
 from models.inference.pipeline import plan_upscale
 from service.caching import cache_headers, etag_for, not_modified
 from service.inference import Timings, finish, refuse_when_busy, run_model
+from service.negotiation import UPSCALE_CHOICE, negotiate
 from service.routers.downscale import Format, Mode, ModelName, Scale
 from service.routers.uploads_doc import ERROR_RESPONSES, IMAGE_BODY
 from service.runtime import RuntimeDep
@@ -40,9 +41,18 @@ async def upscale(
     scale: Annotated[Scale, Query(description="with best_effort: the factor")] = Scale.x4,
     mode: Annotated[Mode, Query(description="with best_effort: which model's LR this is")] = Mode.plain,
     model: Annotated[ModelName | None, Query(description="with best_effort: irn or dlv-irn")] = None,
-    format: Annotated[Format, Query(description="the upscaled image: png (lossless), jpeg or webp")] = Format.png,
-    quality: Annotated[int, Query(ge=1, le=100, description="jpeg/webp quality")] = 90,
+    format: Annotated[
+        Format,
+        Query(
+            description="the upscaled image: png (lossless), jpeg, webp or avif; auto: from the Accept header "
+            "(answered with Vary: Accept): AVIF, then WebP, when the client names them, by q-value, else jpeg"
+        ),
+    ] = Format.png,
+    quality: Annotated[int, Query(ge=1, le=100, description="jpeg/webp/avif quality (each codec's own scale)")] = 90,
 ) -> Response:
+    negotiated = format == Format.auto
+    if negotiated:
+        format = Format(negotiate(request.headers.get("accept"), UPSCALE_CHOICE))
     refuse_when_busy(runtime)
     timings = Timings()
     data = await timings.timed("read", read_upload(request))
@@ -71,7 +81,7 @@ async def upscale(
     if decoded.header is None:  # then the caller's scale and mode chose the model
         described |= {"scale": int(scale), "mode": mode}
     etag = etag_for("upscale", data, entry.weights_id, **described)
-    if (cached := not_modified(request, etag, cache_control)) is not None:
+    if (cached := not_modified(request, etag, cache_control, negotiated=negotiated)) is not None:
         return cached
     downscaled = decoded.downscaled(entry.config.scale)
     h, w = downscaled.hr_size
@@ -83,7 +93,7 @@ async def upscale(
     body = await timings.timed(
         "encode", runtime.in_codec_pool(lambda: encode_image(assemble(outputs), format.value, quality))
     )
-    headers = finish("upscale", entry, (h, w), timings) | cache_headers(etag, cache_control)
+    headers = finish("upscale", entry, (h, w), timings) | cache_headers(etag, cache_control, negotiated=negotiated)
     if decoded.degraded:
         headers["X-Rescale-Degraded"] = ",".join(decoded.degraded)
     return Response(body, media_type=files.MEDIA_TYPES[format.value], headers=headers)
