@@ -11,7 +11,7 @@ from service.catalogue import MODELS
 from service.errors import ServiceError
 from service.inference import Timings, finish, refuse_when_busy, run_model
 from service.negotiation import AUTO, DOWNSCALE_CHOICES, negotiate
-from service.routers.uploads_doc import ERROR_RESPONSES, IMAGE_BODY
+from service.routers.uploads_doc import IMAGE_ROUTE
 from service.runtime import RuntimeDep
 from service.uploads import read_upload
 
@@ -24,13 +24,7 @@ Transparency = StrEnum("Transparency", {t: t for t in TRANSPARENCY})
 ModelName = StrEnum("ModelName", {m.replace("-", "_"): m for m in MODELS})
 
 
-@router.post(
-    "/downscale",
-    summary="Downscale an image into a file that carries what the LR hides",
-    response_class=Response,
-    responses={200: {"content": {t: {} for t in files.MEDIA_TYPES.values()}}, **ERROR_RESPONSES},
-    openapi_extra=IMAGE_BODY,
-)
+@router.post("/downscale", summary="Downscale an image into a file that carries what the LR hides", **IMAGE_ROUTE)
 async def downscale(
     request: Request,
     runtime: RuntimeDep,

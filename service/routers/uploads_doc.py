@@ -1,5 +1,8 @@
 """OpenAPI description of the image body both endpoints take (read by hand, see service/uploads.py)."""
 
+from fastapi import Response
+
+from models.files import MEDIA_TYPES
 from service.uploads import FIELDS
 
 IMAGE_BODY = {
@@ -37,4 +40,11 @@ ERROR_RESPONSES = {
         503: "queue full or shutting down (Retry-After)",
         504: "deadline exceeded",
     }.items()
+}
+
+# what both image endpoints declare: an image body in, an image (or an Error) out
+IMAGE_ROUTE = {
+    "response_class": Response,
+    "responses": {200: {"content": {t: {} for t in MEDIA_TYPES.values()}}, **ERROR_RESPONSES},
+    "openapi_extra": IMAGE_BODY,
 }

@@ -9,7 +9,7 @@ from service.caching import cache_headers, etag_for, not_modified
 from service.inference import Timings, finish, refuse_when_busy, run_model
 from service.negotiation import UPSCALE_CHOICE, negotiate
 from service.routers.downscale import Format, Mode, ModelName, Scale
-from service.routers.uploads_doc import ERROR_RESPONSES, IMAGE_BODY
+from service.routers.uploads_doc import IMAGE_ROUTE
 from service.runtime import RuntimeDep
 from service.uploads import encode_image, read_upload
 
@@ -21,13 +21,7 @@ NO_HEADER = (
 )
 
 
-@router.post(
-    "/upscale",
-    summary="Upscale a file made by /downscale back to its original size",
-    response_class=Response,
-    responses={200: {"content": {t: {} for t in files.MEDIA_TYPES.values()}}, **ERROR_RESPONSES},
-    openapi_extra=IMAGE_BODY,
-)
+@router.post("/upscale", summary="Upscale a file made by /downscale back to its original size", **IMAGE_ROUTE)
 async def upscale(
     request: Request,
     runtime: RuntimeDep,
