@@ -89,7 +89,7 @@ class TorchEngine:
 
 
 def engine_key(weights_id: str) -> str:
-    """What names a model's converted graphs: its weights and the network code that traced them."""
+    """What names a model's converted graphs: its weights and the network code they were exported from."""
     return f"{weights_id}-{code_version()}"
 
 
