@@ -66,7 +66,7 @@ def test_srmd_rows_upscale_the_bicubic_thumbnail_of_the_same_crop(photo_set, wei
     # the same thumbnail, upscaled by the wheel's own SRMD at the documented noise levels
     lossless = _unwrapped(SRMD(gpuid=0, noise=-1, scale=2), bicubic_thumbnail(crop, 2))
     jpeg_lr, jpeg_size = lossy_copy(bicubic_thumbnail(crop, 2), "jpeg", 90)
-    lossy = _unwrapped(SRMD(gpuid=0, noise=3, scale=2), jpeg_lr)
+    lossy = _unwrapped(SRMD(gpuid=0, noise=-1, scale=2), jpeg_lr)
     assert sets["Bicubic + SRMD"]["psnr"] == psnr_y(crop, lossless, 2)
     assert sets["Bicubic + SRMD"]["ssim"] == ssim_y(crop, lossless, 2)
     assert sets["Bicubic + SRMD"]["bytes_per_px"] is None
@@ -166,7 +166,7 @@ def test_the_report_sets_srmd_beside_bicubic_and_our_model_on_the_same_crops(tmp
     plain = {"set_names": [], "models": [], "figure": None, "loss_curves": {}}
     report = write_report(report=tmp_path / "results.md", rows=[], srmd_rows=srmd_rows, **plain).read_text()
     section = report.split("## Against a learned upscaler: the bicubic thumbnail through SRMD")[1]
-    assert "for the lossless thumbnail and 3 at x2 and 5 at x4 for the JPEG one" in section
+    assert "for the lossless thumbnail and -1 at x2 and 3 at x4 for the JPEG one" in section
     assert "### eval (centre 384x384)" in section
     assert (
         "| x4 | lossless (PNG) | 28.00 / 0.8000 | 29.00 / 0.8500 (+1.00) | IRN-A | 29.75 / 0.9000 (+0.75) | "
