@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -235,12 +236,19 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_backend() -> str:
+    """RESCALE_BACKEND, as the service reads it, so that one variable picks the engine for both."""
+    return os.environ.get("RESCALE_BACKEND", "auto")
+
+
 def _tiling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tile", type=int, default=None, help="LR tile side (0: whole image; default: what 1 GiB allows the model)"
     )
     p.add_argument("--overlap", type=int, default=None, help="LR pixels of context around tiles (default: measured)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: OpenVINO on the CPU, else PyTorch")
+    p.add_argument(
+        "--backend", choices=BACKENDS, default=default_backend(), help="auto: OpenVINO on the CPU, else PyTorch"
+    )
     p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32", help="bf16 only where native")
 
 
@@ -360,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/eval", help="folder for results.md, results.json, figure.png")
     p.add_argument("--limit", type=int, default=None, help="first N images of each folder")
     p.add_argument("--formats", nargs="+", choices=files.FORMATS, default=["png"], help="file formats, a row each")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: OpenVINO on the CPU (the product's)")
+    p.add_argument(
+        "--backend", choices=BACKENDS, default=default_backend(), help="auto: OpenVINO on the CPU (the product's)"
+    )
     p.add_argument("--damaged", action="store_true", help="add rows for stripped metadata / dropped alpha")
     p.add_argument(
         "--lossy",

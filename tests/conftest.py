@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 torch.set_num_threads(1)
+# Eager PyTorch for the CLI and the servers that tests start, unless a test asks for OpenVINO: a graph takes
+# seconds to export and convert, once per weights, and most tests make weights of their own. OpenVINO's graphs
+# are tested in test_engines.py and served by the session's `url` server.
+os.environ["RESCALE_BACKEND"] = "torch"
 
 
 def tiny_config(variant: str = "irn", scale: int = 2, **overrides) -> ModelConfig:

@@ -155,7 +155,7 @@ def test_bf16_serving_keeps_the_quality_of_fp32(registry, photo):
     model = registry.model(entry.weights_id)
     hr = modcrop(np.tile(photo, (2, 2, 1)), 4)
     fp32, _ = round_trip_file(model, entry, hr, Method(entry))
-    settings = Settings(precision="bf16", tile_lr=64, tile_overlap_lr=8)
+    settings = Settings(precision="bf16", tile_lr=64, tile_overlap_lr=8, backend="openvino")  # bf16 as served
     with running_server(settings) as url, httpx.Client(base_url=url, timeout=120) as c:
         params = {"scale": 4, "mode": "alpha"}
         down = c.post("/downscale", params=params, files={"image": ("a.png", png_bytes(hr), "image/png")})
