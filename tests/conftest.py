@@ -94,3 +94,24 @@ def client(url):
 
     with httpx.Client(base_url=url, timeout=60) as c:
         yield c
+
+
+LOSSY_TRAINING = {"training": {"lossy_codec": {"quality_min": 50, "quality_max": 95, "real_forward": True}}}
+
+
+@pytest.fixture(scope="session")
+def folders(tmp_path_factory) -> dict:
+    """Lossless-trained irn, irn-m and irn-a x2, and compression-aware irn and irn-m x2 (other weights): what the
+    format tests serve."""
+    root = tmp_path_factory.mktemp("lossy-weights")
+    out = {}
+    for name, variant, seed, extra in [
+        ("irn", "irn", 0, None),
+        ("irn-jpeg", "irn", 1, LOSSY_TRAINING),
+        ("irn-a", "irn-a", 2, None),
+        ("irn-m", "irn-m", 3, None),
+        ("irn-m-jpeg", "irn-m", 4, LOSSY_TRAINING),
+    ]:
+        model = perturbed(Rescaler(tiny_config(variant, 2)), std=0.005, seed=seed)
+        out[name] = save_model(model, root / name, extra=extra).parent
+    return out

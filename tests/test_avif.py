@@ -18,7 +18,7 @@ from models.files.header import Header
 from models.registry import weights_id
 from tests.service_helpers import png_bytes, running_server, settings_for
 from tests.test_files import WID, encode, make_downscaled
-from tests.test_lossy_path import cli_setup, folders  # noqa: F401 (the module's weights)
+from tests.test_lossy_path import assert_best_effort_upscale, cli_setup  # noqa: F401 (cli_setup: a fixture)
 
 
 def ftyp(major: bytes, *compatible: bytes) -> bytes:
@@ -177,15 +177,7 @@ def test_an_avif_photo_is_taken_as_input(client, photo):
 
 def test_a_stripped_avif_takes_the_best_effort_path(client, folders, photo):  # noqa: F811
     small = post(client, "/downscale", png_bytes(photo), scale=2, format="avif", quality=80).content
-    stripped = strip_to_avif(small)
-    refused = post(client, "/upscale", stripped)
-    assert refused.status_code == 422 and refused.json()["code"] == "not_rescaled"
-    response = post(client, "/upscale", stripped, best_effort="true", scale=2)
-    assert response.status_code == 200, response.text
-    assert response.headers["x-rescale-weights-id"] == weights_id(folders["irn-jpeg"])
-    assert response.headers["x-rescale-degraded"] == "metadata_missing"
-    with Image.open(io.BytesIO(response.content)) as image:
-        assert image.size == (70, 90)
+    assert_best_effort_upscale(client, folders, strip_to_avif(small))
 
 
 def test_a_truncated_or_heic_upload_gets_the_file_errors(client, photo):

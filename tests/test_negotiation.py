@@ -6,13 +6,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from models.checkpoint import save_model
-from models.networks.rescaler import Rescaler
 from models.registry import weights_id
 from service.negotiation import DOWNSCALE_CHOICES, UPSCALE_CHOICE, negotiate
-from tests.conftest import perturbed, tiny_config
 from tests.service_helpers import png_bytes, running_server, settings_for
-from tests.test_lossy_path import LOSSY_TRAINING
 
 CHROME = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
 SAFARI_15 = "image/webp,image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5"
@@ -46,21 +42,6 @@ def test_negotiate(accept, plain, metadata):
     assert negotiate(accept, DOWNSCALE_CHOICES["metadata"]) == metadata
     assert negotiate(accept, DOWNSCALE_CHOICES["alpha"]) == "png"
     assert negotiate(accept, UPSCALE_CHOICE) == plain
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("negotiation-weights")
-    out = {}
-    for name, variant, seed, extra in [
-        ("irn", "irn", 0, None),
-        ("irn-jpeg", "irn", 1, LOSSY_TRAINING),
-        ("irn-a", "irn-a", 2, None),
-        ("irn-m", "irn-m", 3, None),
-    ]:
-        model = perturbed(Rescaler(tiny_config(variant, 2)), std=0.005, seed=seed)
-        out[name] = save_model(model, root / name, extra=extra).parent
-    return out
 
 
 @pytest.fixture(scope="module")

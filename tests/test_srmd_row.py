@@ -17,10 +17,8 @@ from models.evaluation import srmd
 from models.evaluation.rate_distortion import lossy_copy
 from models.metrics import psnr_y, ssim_y
 from models.networks.rescaler import Rescaler
-from tests.conftest import ROOT, SHARED_DATA, perturbed, tiny_config
+from tests.conftest import LOSSY_TRAINING, ROOT, SHARED_DATA, perturbed, tiny_config
 from tests.external_tools import optional_package
-
-LOSSY_TRAINING = {"training": {"lossy_codec": {"quality_min": 50, "quality_max": 95, "real_forward": True}}}
 
 
 @pytest.fixture(scope="module")
