@@ -48,13 +48,12 @@ def run_order(configs: list[Path]) -> list[Path]:
 
 def with_prerequisites(config: Path) -> list[Path]:
     """The configs beside `config` that its run starts from, transitively, in order, then `config` itself."""
-    order = run_order(sorted(config.parent.glob("*.toml")))
-    needed = {config.resolve()}
-    for candidate in reversed(order):
-        if candidate.resolve() in needed:
-            _, start = _out_and_start(candidate)
-            needed |= {c.resolve() for c in order if start is not None and _out_and_start(c)[0] == start}
-    return [c for c in order if c.resolve() in needed]
+    order = run_order(sorted(config.parent.glob("*.toml")))  # refuses loops and shared outputs
+    by_out = {_out_and_start(c)[0]: c for c in order}
+    chain = [config]
+    while (start := _out_and_start(chain[-1])[1]) in by_out:  # one init_from each: a chain, not a tree
+        chain.append(by_out[start])
+    return chain[::-1]
 
 
 def config_set(folder: Path) -> list[Path]:
