@@ -29,7 +29,7 @@ DOWNSCALE_CHOICES = {
     "metadata": Choice(("avif", "webp", "png"), "png"),
     "alpha": Choice(("png",), "png"),
 }
-UPSCALE_CHOICE = Choice(("avif", "webp", "jpeg"), "jpeg")
+UPSCALE_CHOICE = DOWNSCALE_CHOICES["plain"]  # an upscaled image is shown as a plain thumbnail is
 
 
 def parse_accept(header: str) -> dict[str, float]:

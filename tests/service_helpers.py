@@ -29,7 +29,7 @@ def free_port() -> int:
 
 @contextmanager
 def rescale_serve(**env: str):
-    """`python -m models serve` in a process of its own on a loopback port, serving the shipped x2 IRN alone (eager)
+    """`python -m models serve` in a process of its own on a loopback port, serving the shipped x2 IRN alone
     (RESCALE_* overrides in `env`); yields (base URL, process) once /readyz answers 200. Its stdout and
     stderr come merged in `process.stdout`."""
     port = free_port()
@@ -37,7 +37,6 @@ def rescale_serve(**env: str):
         "RESCALE_WEIGHTS_DIRS": json.dumps([str(ROOT / "models" / "weights" / "irn-x2")]),
         "RESCALE_INCLUDE_SHIPPED_WEIGHTS": "false",
         "RESCALE_TORCH_THREADS": "1",
-        "RESCALE_BACKEND": "torch",  # what these tests check is the process, not the engine
         **env,
     }
     process = subprocess.Popen(
@@ -113,7 +112,6 @@ def settings_for(weights: dict, **overrides) -> Settings:
         tile_overlap_lr=OVERLAP,
         max_batch_wait_ms=20,
         torch_threads=1,
-        backend="torch",  # no graphs to convert for a server of its own; the session's `url` server runs OpenVINO
     )
     values.update(overrides)
     return Settings(**values)
