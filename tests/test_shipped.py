@@ -145,21 +145,24 @@ def test_service_serves_the_shipped_metadata_models_as_jpeg(photo):
             assert Image.open(io.BytesIO(up.content)).size == (photo.shape[1], photo.shape[0])
 
 
-def test_bf16_serving_keeps_the_quality_of_fp32(registry, photo):
-    """RESCALE_PRECISION=bf16 on real weights: within 0.1 dB of the fp32 path on a photo crop."""
+def test_bf16_serving_keeps_the_quality_of_fp32(registry, photo, graph_cache):
+    """RESCALE_PRECISION=bf16 on real weights: within 0.1 dB of the fp32 path on a photo crop. The x2 IRN-A: its
+    graphs are the smallest shipped network's with a restored channel, so converting them costs the least."""
     import httpx
 
     from service.settings import Settings
 
-    entry = registry.find("irn-a", 4)
+    entry = registry.find("irn-a", 2)
     model = registry.model(entry.weights_id)
-    hr = modcrop(np.tile(photo, (2, 2, 1)), 4)
+    hr = modcrop(np.tile(photo, (2, 2, 1)), 2)
     fp32, _ = round_trip_file(model, entry, hr, Method(entry))
-    settings = Settings(precision="bf16", tile_lr=64, tile_overlap_lr=8, backend="openvino")  # bf16 as served
+    settings = Settings(  # bf16 as served, on OpenVINO
+        precision="bf16", tile_lr=64, tile_overlap_lr=8, backend="openvino", compile_cache_dir=graph_cache
+    )
     with running_server(settings) as url, httpx.Client(base_url=url, timeout=120) as c:
-        params = {"scale": 4, "mode": "alpha"}
+        params = {"scale": 2, "mode": "alpha"}
         down = c.post("/downscale", params=params, files={"image": ("a.png", png_bytes(hr), "image/png")})
         up = c.post("/upscale", content=down.content, headers={"content-type": "image/png"})
     bf16 = np.array(Image.open(io.BytesIO(up.content)))
     assert bf16.shape == hr.shape and not np.array_equal(bf16, fp32)
-    assert abs(psnr_y(hr, bf16, 4) - psnr_y(hr, fp32, 4)) < 0.1
+    assert abs(psnr_y(hr, bf16, 2) - psnr_y(hr, fp32, 2)) < 0.1
