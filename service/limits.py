@@ -5,6 +5,7 @@ Pure ASGI rather than BaseHTTPMiddleware, so handlers still see client disconnec
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +26,19 @@ class TrackedSend:
         await self.send(message)
 
 
+async def run_or_reject(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, error: type[Exception], rejection: Callable[[], ASGIApp]
+) -> None:
+    """Run `app` with a checked `receive`; when the check raises `error` before the response has started,
+    `rejection()` answers instead (after it has started, the connection just ends)."""
+    tracked = TrackedSend(send)
+    try:
+        await app(scope, receive, tracked)
+    except error:
+        if not tracked.started:
+            await rejection()(scope, receive, send)
+
+
 class BodyTooLargeError(Exception):
     pass
 
@@ -36,9 +50,8 @@ class BodySizeLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"the upload is over the {self.max_bytes:,}-byte limit"
-        await error_response(413, "upload_too_large", message)(scope, receive, send)
+    def _rejection(self) -> ASGIApp:
+        return error_response(413, "upload_too_large", f"the upload is over the {self.max_bytes:,}-byte limit")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,7 +59,7 @@ class BodySizeLimit:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(scope, receive, send)
+            await self._rejection()(scope, receive, send)
             return
         received = 0
 
@@ -59,12 +72,7 @@ class BodySizeLimit:
                     raise BodyTooLargeError()
             return message
 
-        tracked = TrackedSend(send)
-        try:
-            await self.app(scope, limited_receive, tracked)
-        except BodyTooLargeError:
-            if not tracked.started:
-                await self._reject(scope, receive, send)
+        await run_or_reject(self.app, scope, limited_receive, send, BodyTooLargeError, self._rejection)
 
 
 class UploadTimeoutError(Exception):
@@ -98,14 +106,11 @@ class UploadTimeout:
                 body_done = True
             return message
 
-        tracked = TrackedSend(send)
-        try:
-            await self.app(scope, timed_receive, tracked)
-        except UploadTimeoutError:
-            if not tracked.started:
-                message = f"the upload did not arrive within {self.timeout_s:g} s; send it faster or in one piece"
-                response = error_response(408, "upload_timeout", message, {"connection": "close"})
-                await response(scope, receive, send)
+        await run_or_reject(self.app, scope, timed_receive, send, UploadTimeoutError, self._rejection)
+
+    def _rejection(self) -> ASGIApp:
+        message = f"the upload did not arrive within {self.timeout_s:g} s; send it faster or in one piece"
+        return error_response(408, "upload_timeout", message, {"connection": "close"})
 
 
 class RequestMetrics:
