@@ -32,8 +32,11 @@ def write_manifest(manifest: dict, path: Path = MANIFEST) -> None:
 STAGE_KEYS = ("seed", "steps", "batch_size", "patch", "precision", "codec_pretrain_steps", "wall_time_s", "hardware")
 
 
-def earlier_stages(training: dict) -> list[dict]:
-    """The runs a warm-started run stands on, nearest first, each with its own budget (what its folder recorded)."""
+def earlier_stages(training: dict, manifest: dict | None = None, root: Path = SHIPPED) -> list[dict]:
+    """The runs a warm-started run stands on, nearest first, each with its own budget (what its folder recorded).
+    A shipped model's own earlier stages come from its manifest entry: the run folders it came from are not
+    kept, its entry is."""
+    shipped = {(root / m["name"]).resolve(): m for m in (manifest or read_manifest(root / MANIFEST.name))["models"]}
     stages: list[dict] = []
     folder = training.get("config", {}).get("init_from")
     while folder and (Path(folder) / CONFIG_FILE).is_file() and len(stages) < 16:
@@ -44,6 +47,9 @@ def earlier_stages(training: dict) -> list[dict]:
             {"run": str(folder), "variant": model["variant"], "scale": model["scale"]}
             | {k: earlier[k] for k in STAGE_KEYS if k in earlier}
         )
+        entry = shipped.get(Path(folder).resolve())
+        if entry is not None:
+            return stages + entry["training"].get("earlier_stages", [])
         folder = earlier.get("config", {}).get("init_from")
     return stages
 
@@ -95,7 +101,7 @@ def publish(
                 f"--supersedes {supersedes}: it is {old['variant']} x{old['scale']}, "
                 f"this run is {model.config.variant} x{model.config.scale}"
             )
-    stages = earlier_stages(training)
+    stages = earlier_stages(training, manifest, dest)
     folder, staging = dest / name, dest / f".{name}.publishing"
     shutil.rmtree(staging, ignore_errors=True)  # a publish killed halfway
     save_model(model, staging, dtype=torch.float16, extra={"training": training})

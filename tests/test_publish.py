@@ -187,3 +187,26 @@ def test_publish_into_a_folder_of_its_own_leaves_the_shipped_weights_alone(model
     assert [m["name"] for m in manifest["models"]] == ["mine-x2"]
     assert manifest["models"][0]["weights_id"] == weights_id(tmp_path / "weights" / "mine-x2")
     assert MANIFEST.read_bytes() == shipped
+
+
+def test_a_run_from_published_weights_counts_the_stages_behind_them(model_folder, tmp_path):
+    """The run folders behind a published model are gone; its manifest entry keeps their budgets."""
+    from models.checkpoint import load_model, save_model
+
+    def run(folder, source, init_from, steps):
+        training = {"steps": steps, "batch_size": 8, "patch": 64, "seed": 0, "config": {"init_from": init_from}}
+        return save_model(load_model(source), folder, extra={"training": training}).parent
+
+    dest = tmp_path / "weights"
+    dest.mkdir()
+    first = run(tmp_path / "first", model_folder("irn", 2), None, 100)
+    second = run(tmp_path / "second", first, str(first), 200)
+    publish(second, dest=dest)
+    for path in sorted(first.iterdir()):  # the first run's folder goes, as runs/ does in a clone
+        path.unlink()
+    third = run(tmp_path / "third", second, str(dest / "irn-x2"), 300)
+    entry = publish(third, name="irn-x2-v2", dest=dest, supersedes="irn-x2")
+    assert [(s["run"], s["steps"]) for s in entry["training"]["earlier_stages"]] == [
+        (str(dest / "irn-x2"), 200),
+        (str(first), 100),
+    ]
