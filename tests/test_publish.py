@@ -21,7 +21,7 @@ def test_publish_writes_fp16_weights_and_a_manifest_entry(model_folder, tmp_path
     assert entry["sha256"] == sha256_file(folder / "model.safetensors")
     assert entry["weights_id"] == weights_id(folder)
     assert entry["variant"] == "irn-a" and entry["scale"] == 2 and entry["dtype"] == "float16"
-    assert entry["config"]["blocks_per_level"] == 2
+    assert entry["config"]["blocks_per_level"] == 1
 
     rows = [
         {
