@@ -43,7 +43,7 @@ test-containers: $(STAMP)
 
 # The long runs, side by side on one thread each (both cores): each resumes from runs/long/<run>/checkpoint,
 # which the repository keeps between sessions (docs/training.md); the pool is made first where it is missing
-LONG_RUNS = irn-a-x4-third irn-jpeg-x4-wide
+LONG_RUNS = irn-a-x4-fourth irn-jpeg-x4-wide-second
 train-long: $(STAMP)
 	test -f runs/pool/SOURCES.csv || $(VENV)/bin/rescale pool --out runs/pool
 	for run in $(LONG_RUNS); do $(VENV)/bin/rescale train --threads 1 --config models/configs/$$run.toml & done; wait
