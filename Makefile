@@ -41,12 +41,17 @@ test-containers: $(STAMP)
 		$(MAKE) images && $(PY) -m pytest -q -m containers tests/containers; \
 	else echo "container tests skipped: $$reason"; fi
 
-# The long runs, side by side on one thread each (both cores): each resumes from runs/long/<run>/checkpoint,
-# which the repository keeps between sessions (docs/training.md); the pool is made first where it is missing
-LONG_RUNS = irn-a-x4-fourth irn-jpeg-x4-wide-second
+# The long runs, in two lanes side by side on one thread each (both cores). A lane trains its runs one after
+# another, so a core goes on to the next run when one ends; each resumes from runs/long/<run>/checkpoint, which
+# the repository keeps between sessions (docs/training.md), and an ended run returns at once. The pool is made
+# first where it is missing.
+LONG_LANE_1 = irn-a-x4-fourth
+LONG_LANE_2 = irn-jpeg-x4-wide-second irn-jpeg-x2-second irn-a-x2-second
 train-long: $(STAMP)
 	test -f runs/pool/SOURCES.csv || $(VENV)/bin/rescale pool --out runs/pool
-	for run in $(LONG_RUNS); do $(VENV)/bin/rescale train --threads 1 --config models/configs/$$run.toml & done; wait
+	for lane in "$(LONG_LANE_1)" "$(LONG_LANE_2)"; do \
+		(for run in $$lane; do $(VENV)/bin/rescale train --threads 1 --config models/configs/$$run.toml || exit 1; done) & \
+	done; wait
 
 # Training: `make train-<config>` trains (or resumes) models/configs/<config>.toml after the runs it starts
 # from. That order is stated once, in each config's init_from (a run starting from another config's out comes

@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 
 from models.checkpoint import load_model, save_model
 from models.cli import build_parser, main
+from models.inference import precision
 from models.networks.rescaler import Rescaler
 from models.training.losses import LossWeights, RescalingObjective, bicubic_downscale, rescaling_loss
 from models.training.patches import PatchSampler
@@ -296,3 +297,21 @@ def test_channels_last_trains_the_same_sums(tmp_path, photo):
         assert main([*tiny_run_args("irn-a", photo, folder, 3), "--threads", "1", "--channels-last", layout]) == 0
         runs[layout] = load_model(folder / "run").state_dict()
     assert all(torch.allclose(runs["false"][k], runs["true"][k], atol=1e-5) for k in runs["false"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "flag", "expected"),
+    [
+        ("fpu avx512f avx512_bf16 amx_bf16 amx_tile", None, True),  # Xeon with AMX: NHWC pays (1.38x)
+        ("fpu avx512f avx512_bf16", None, False),  # AVX512 alone: NCHW is 1.09x faster
+        ("fpu avx2", None, False),
+        ("fpu avx512f avx512_bf16", "true", True),  # a config or flag that says it wins
+        ("fpu avx512f avx512_bf16 amx_bf16", "false", False),
+    ],
+)
+def test_channels_last_left_out_is_chosen_by_the_cpu(monkeypatch, flags, flag, expected):
+    monkeypatch.setattr(precision, "cpu_info", lambda field: flags if field == "flags" else None)
+    args = ["train", "--variant", "irn-a", "--scale", "2"] + (["--channels-last", flag] if flag else [])
+    config = resolve_config(build_parser().parse_args(args))
+    assert config.trainer_config(steps=10, lr=1e-4, device=torch.device("cpu")).channels_last is expected
+    assert config.trainer_config(steps=10, lr=1e-4, device=torch.device("cuda")).channels_last is (flag != "false")

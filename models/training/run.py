@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from models.checkpoint import WEIGHTS_FILE, load_matching, save_model, training_meta
 from models.inference.devices import cpu_name, pick_device
+from models.inference.precision import channels_last_pays
 from models.networks.rescaler import ModelConfig, Rescaler
 from models.plots import plot_loss_curves
 from models.training.losses import (
@@ -58,7 +59,9 @@ class TrainConfig:
     # the points of a learning curve; 0 keeps none
     snapshot_every: int = 0
     precision: str = "fp32"  # bf16: autocast (about 2x faster steps on CPUs with AMX; see bench/train_step.py)
-    channels_last: bool = False  # NHWC: the same sums, faster convolutions on CPUs (bench/train_step.py)
+    # NHWC: the same sums; faster convolutions on a GPU or a CPU with AMX, slower without (bench/train_step.py).
+    # Left out: chosen by the hardware a run (or its resumption) trains on
+    channels_last: bool | None = None
     compile: bool = False  # torch.compile of the training step: for a GPU (models/configs/gpu/)
     compile_backend: str = "inductor"
     max_hours: float | None = None  # the run's time budget: it ends and saves once it has trained this long
@@ -102,8 +105,9 @@ class TrainConfig:
     def model_config(self) -> ModelConfig:
         return ModelConfig(**self._shared(ModelConfig))
 
-    def trainer_config(self, *, steps: int, lr: float, **overrides) -> TrainerConfig:
-        shared = self._shared(TrainerConfig) | {"steps": steps, "lr": lr} | overrides
+    def trainer_config(self, *, steps: int, lr: float, device: torch.device, **overrides) -> TrainerConfig:
+        channels_last = channels_last_pays(device) if self.channels_last is None else self.channels_last
+        shared = self._shared(TrainerConfig) | {"steps": steps, "lr": lr, "channels_last": channels_last} | overrides
         return TrainerConfig(**shared | {"lr_milestones": tuple(self.lr_milestones)})
 
     def loss_weights(self) -> LossWeights:
@@ -135,12 +139,12 @@ def _parse_bool(text: str) -> bool:
 def _field_type(f: dataclasses.Field) -> tuple[type, str | None]:
     """(element type, nargs) for a TrainConfig field: bool, int, float, str, list[...] or X | None."""
     hint = f.type
-    if hint is bool:
-        return _parse_bool, None
-    if typing.get_origin(hint) is list:
-        return typing.get_args(hint)[0], "+"
     if typing.get_origin(hint) in (types.UnionType, typing.Union):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is bool:
+        return _parse_bool, None  # bool("false") is True
+    if typing.get_origin(hint) is list:
+        return typing.get_args(hint)[0], "+"
     return hint, None
 
 
@@ -249,7 +253,11 @@ def run_training(config: TrainConfig) -> Path:
             parameters=list(model.codec.parameters()),
             batches=sampler,
             config=config.trainer_config(
-                steps=config.codec_pretrain_steps, lr=config.codec_pretrain_lr, stop_at=None, max_hours=None
+                steps=config.codec_pretrain_steps,
+                lr=config.codec_pretrain_lr,
+                device=device,
+                stop_at=None,
+                max_hours=None,
             ),
             folder=pretrain_folder,
             device=device,
@@ -297,7 +305,7 @@ def run_training(config: TrainConfig) -> Path:
         objective=objective,
         parameters=list(model.codec.parameters() if config.freeze_network else model.parameters()),
         batches=sampler,
-        config=config.trainer_config(steps=config.steps, lr=config.lr),
+        config=config.trainer_config(steps=config.steps, lr=config.lr, device=device),
         folder=joint_folder,
         device=device,
         description=f"{config.variant} x{config.scale}",
