@@ -46,7 +46,7 @@ test-containers: $(STAMP)
 # the repository keeps between sessions (docs/training.md), and an ended run returns at once. The pool is made
 # first where it is missing.
 LONG_LANE_1 = irn-a-x4-fourth
-LONG_LANE_2 = irn-jpeg-x4-wide-second irn-jpeg-x2-second irn-a-x2-second
+LONG_LANE_2 = irn-a-x2-second irn-jpeg-x4-wide-second
 train-long: $(STAMP)
 	test -f runs/pool/SOURCES.csv || $(VENV)/bin/rescale pool --out runs/pool
 	for lane in "$(LONG_LANE_1)" "$(LONG_LANE_2)"; do \

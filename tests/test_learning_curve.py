@@ -11,6 +11,7 @@ from models.evaluation.learning_curve import (
     hr_pixels_trained,
     main,
     price,
+    readings,
 )
 from models.networks.rescaler import Rescaler
 from tests.conftest import ROOT, tiny_config
@@ -45,25 +46,53 @@ def test_hr_pixels_count_every_stage_that_led_to_the_weights(tmp_path):
     assert hr_pixels_trained(run) == shipped + 100 * 4 * 32**2
 
 
+def curve(points: list[tuple[str, float, float, bool]], **extra) -> dict:
+    return {
+        "measured": "eval/, 19 photos",
+        "targets": [{"name": "the floor", "gain": 8.0}, {"name": "the paper's gain", "gain": 10.0}],
+        "rate_px_per_cpu_s": 50_000,
+        "rate_source": "one thread",
+        "points": [
+            {"label": label, "hr_pixels": px, "psnr": 30.0 + gain, "bicubic": 30.0, "fit": fitted}
+            for label, px, gain, fitted in points
+        ],
+        **extra,
+    }
+
+
+def test_a_bending_curve_is_priced_at_its_last_two_cycle_ends_too_and_a_lone_point_borrows_the_slopes():
+    curves = {
+        "x4": curve([("a", 1e8, 4.0, True), ("b", 1e9, 6.0, True), ("c", 1e10, 7.0, True), ("mid", 5e9, 3.0, False)]),
+        "x2": curve([("shipped", 1e9, 12.0, True)], slope_from="x4"),
+    }
+    x4 = readings("x4", curves, ROOT)
+    assert [f.reading for f in x4] == ["fit over 3 cycle ends", "the last two cycle ends"]
+    assert [f.per_decade for f in x4] == [pytest.approx(1.5), pytest.approx(1.0)]
+    assert x4[1].pixels_for(8.0) == pytest.approx(1e11)  # the line through b and c: one more decade per dB
+    x2 = readings("x2", curves, ROOT)
+    assert [f.reading for f in x2] == ["fit over 3 cycle ends of x4", "the last two cycle ends of x4"]
+    assert [f.gain_at(1e9) for f in x2] == [pytest.approx(12.0), pytest.approx(12.0)]  # through its own point
+    assert x2[1].pixels_for(13.0) == pytest.approx(1e10)
+    curves["x2"] = curve([("mid", 1e9, 12.0, False)], slope_from="x4")
+    with pytest.raises(ValueError, match="x2: a curve priced at another's slopes needs a cycle end"):
+        readings("x2", curves, ROOT)
+
+
 def test_the_command_prints_the_table_and_draws_the_curve(tmp_path, capsys):
     curves = {
-        "x4 IRN-A": {
-            "measured": "eval/, 19 photos",
-            "target": 10.0,
-            "target_name": "the paper's gain",
-            "rate_px_per_cpu_s": 50_000,
-            "points": [
-                {"label": "short", "hr_pixels": 1e8, "psnr": 35.0, "bicubic": 30.0, "fit": True},
-                {"label": "long", "hr_pixels": 1e9, "psnr": 37.0, "bicubic": 30.0, "fit": True},
-            ],
-        }
+        "x4 IRN-A": curve([("short", 1e8, 5.0, True), ("long", 1e9, 7.0, True)]),
+        "x4 IRN-JPEG": curve([("first", 1e8, 1.0, True), ("second", 1e9, 1.0, True)]),
+        "x2 IRN-A": curve([("shipped", 1e9, 12.0, True)], slope_from="x4 IRN-A"),
     }
     points = tmp_path / "curve.json"
     points.write_text(json.dumps(curves))
     assert main([str(points), "--figure", str(tmp_path / "curve.png")]) == 0
     out = capsys.readouterr().out
     assert "| long | 1,000 M | +7.00 dB | yes |" in out
-    assert "Fit over 2 points: +2.00 dB per tenfold HR pixels." in out
-    priced = "To reach the paper's gain (+10.00 dB): 31.6 G HR pixels, 30.6 G more than the 1.00 G trained, 170 CPU-h"
+    assert "Per tenfold HR pixels, fit over 2 cycle ends: +2.00 dB. From the 1.00 G trained:" in out
+    priced = "| the paper's gain (+10.00 dB) | 31.6 G HR pixels: 30.6 G more, 170 CPU-h |"
     assert priced in out
-    assert Image.open(tmp_path / "curve.png").size[0] > 300
+    assert "| the floor (+8.00 dB) | never: the line does not rise |" in out  # a flat curve
+    assert "Per tenfold HR pixels, fit over 2 cycle ends of x4 IRN-A: +2.00 dB." in out
+    assert "| the floor (+8.00 dB) | reached: +12.00 dB measured |" in out
+    assert Image.open(tmp_path / "curve.png").size == (1320, 924)  # two rows of two panels, one left empty
