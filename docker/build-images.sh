@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make images`: the CPU serving image (rescale:cpu), the training image for the CPU (rescale:train-cpu) and a
 # Prometheus image (rescale-prometheus), on a base made from Debian packages, so no image registry is needed.
-# Needs root, debootstrap and a Docker engine (started here when none answers: vfs storage, host network).
+# Needs root, debootstrap and a Docker engine (started here when none answers: overlay2, else vfs; host network).
 # BASE=IMAGE builds on another base instead (e.g. python:3.11.11-slim-bookworm where a registry is reachable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,5 +48,5 @@ build rescale:cpu docker/Dockerfile.cpu --build-arg "TORCH_INSTALL=$torch_cpu"
 build rescale:train-cpu docker/Dockerfile.train --build-arg PYTHON_PACKAGES= --build-arg PYTHON=python3 \
   --build-arg "TORCH_INSTALL=$torch_cpu"
 build rescale-prometheus:debian docker/Dockerfile.prometheus
-# the versions these builds replaced: with vfs every layer is a full copy on disk
+# the versions these builds replaced (with vfs every layer is a full copy on disk)
 docker image prune -f >/dev/null

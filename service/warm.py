@@ -1,11 +1,17 @@
 """Convert every model's graphs into the cache before the service starts (a container image build does this,
 so its first start loads them instead of converting: about 5 s a model here).
 
-    python -m service.warm [--cache-dir DIR] [--weights FOLDER ...]
+    python -m service.warm [--cache-dir DIR] [--weights FOLDER ...] [--jobs N]
+
+Conversion is single-threaded work (torch.export, then OpenVINO's decomposition), so the models are shared out
+over one process per core; each writes its graphs under names of its own and renames them into place.
 """
 
 import argparse
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -16,16 +22,37 @@ from models.registry import Registry
 from service.settings import Settings
 
 
-def main() -> None:
+def warm_models(weights: list[str], cache_dir: Path, wids: list[str] | None, threads: int) -> None:
+    torch.set_num_threads(threads)
+    engines = EngineSet(Registry(weights), cache_dir=cache_dir, max_loaded=1)  # one in memory at a time
+    engines.warm([torch.device("cpu")], wids)
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cache-dir", type=Path, default=None, help="default: RESCALE_COMPILE_CACHE_DIR, else ~/.cache")
     p.add_argument("--weights", nargs="*", default=[], help="model folders besides the shipped ones")
-    args = p.parse_args()
+    cores = os.cpu_count() or 1
+    p.add_argument(
+        "--jobs", type=int, default=min(cores, 4), help="processes converting at once (default: the cores, 4 at most)"
+    )
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {args.jobs}")
     cache_dir = args.cache_dir or Settings().compile_cache_dir or default_cache_dir()
     started = time.perf_counter()
-    engines = EngineSet(Registry(args.weights), cache_dir=cache_dir, max_loaded=1)  # one in memory at a time
-    engines.warm([torch.device("cpu")])
-    print(f"{len(engines.registry.entries)} models ready in {cache_dir} ({time.perf_counter() - started:.0f} s)")
+    wids = list(Registry(args.weights).entries)
+    jobs = min(args.jobs, len(wids))
+    if jobs <= 1:
+        warm_models(args.weights, cache_dir, None, cores)
+    else:
+        # spawn: a fresh interpreter per worker, nothing of this one's torch or OpenVINO threads forked
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            each = [pool.submit(warm_models, args.weights, cache_dir, [wid], max(1, cores // jobs)) for wid in wids]
+            for done in each:
+                done.result()  # a failed conversion fails the build
+    print(f"{len(wids)} models ready in {cache_dir} ({time.perf_counter() - started:.0f} s, {jobs} processes)")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,8 @@ def test_the_replica_runs_as_uid_10001_and_idles_small(replica):
     base, container = replica
     assert docker("exec", container, "id", "-u").stdout.strip() == "10001"
     assert docker("inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", container).stdout.strip() == "true"
+    spec = "import importlib.util; print(importlib.util.find_spec('openvino_telemetry'))"
+    assert docker("exec", container, "python", "-c", spec).stdout.strip() == "None"  # conversions call out nowhere
     models = httpx.get(f"{base}/v1/models", timeout=10).json()
     shipped = read_manifest()["models"]  # every shipped model answers (superseded ones read old files), none built yet
     assert sorted(m["weights_id"] for m in models["models"]) == sorted(m["weights_id"] for m in shipped)
