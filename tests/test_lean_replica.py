@@ -1,6 +1,7 @@
 """A replica that starts in seconds on little memory: engines built on first use and bounded in number, a start-up
 check that refuses to serve with one line, and the models named for preloading."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from models.inference.engine_set import EngineSet
 from models.inference.engines import engine_key
 from models.inference.openvino_engine import OpenVINOEngine, graph_cache_path
 from models.registry import Registry
-from service import preflight
+from service import preflight, warm
 from service.runtime import preloaded
 from service.settings import Settings
 from tests.conftest import ROOT
@@ -80,6 +81,18 @@ def test_a_read_only_cache_must_hold_every_graph(registry, tmp_path, monkeypatch
         for name in OpenVINOEngine.graph_names(entry.config):
             graph_cache_path(cache, engine_key(wid), name).write_text("<net/>")
     preflight.check_graph_cache(cache, registry)  # complete: a read-only cache from the image build serves
+
+
+def test_warm_fills_what_a_read_only_replica_of_the_same_settings_needs(weights, tmp_path, monkeypatch, capsys):
+    """What an image build runs: the settings' models (here two, no shipped ones), one process each."""
+    folders = [weights["irn-x2"], weights["irn-a-x2"]]
+    monkeypatch.setenv("RESCALE_WEIGHTS_DIRS", json.dumps([str(f) for f in folders]))
+    monkeypatch.setenv("RESCALE_INCLUDE_SHIPPED_WEIGHTS", "false")
+    cache = tmp_path / "cache"
+    warm.main(["--cache-dir", str(cache), "--jobs", "2"])
+    assert f"2 models ready in {cache} (" in capsys.readouterr().out
+    monkeypatch.setattr(preflight, "writable", lambda folder: False)
+    preflight.check_graph_cache(cache, Registry(folders, include_shipped=False))  # every graph is there
 
 
 def test_a_cache_that_cannot_be_made_is_refused(registry):
