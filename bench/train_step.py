@@ -8,6 +8,7 @@ step that trained the shipped models) are what to read.
 python bench/train_step.py                                   # the x4 IRN-A recipe (4 blocks, 8 x 64^2)
 python bench/train_step.py --recipe-of irn-jpeg-x4           # the x4 IRN-JPEG recipe (4 x 96^2, restorer, JPEG)
 python bench/train_step.py --recipes shipped fast --loss-steps 300   # and the loss curves of both, same batches
+python bench/train_step.py --recipes shipped bf16-features --roofline  # and their FLOP rate against large kernels'
 
 HR pixels per CPU-second = HR pixels per step / (seconds per step x threads): a second thread that buys 1.5x
 the wall-clock speed costs 0.75x per CPU-second, so two one-thread runs side by side beat one two-thread run.
@@ -107,6 +108,9 @@ def main() -> None:
         "--loss-steps", type=int, default=0, help="then train each recipe this many steps on the same batches"
     )
     p.add_argument("--data", default="../shared/data/train")
+    p.add_argument(
+        "--roofline", action="store_true", help="and each recipe's FLOP rate against large kernels' on one thread"
+    )
     args = p.parse_args()
     variant, scale, blocks, batch, patch, restorer, objective = SHAPES[args.recipe_of]
     config = ModelConfig(variant=variant, scale=scale, blocks_per_level=blocks, restorer_layers=restorer)
@@ -140,8 +144,57 @@ def main() -> None:
             f"| {name} | {RECIPES[name].threads} | {s:.3f} | {pixels / s:,.0f} | {per_cpu:,.0f} | "
             f"{per_cpu / base_rate:.2f}x |"
         )
+    if args.roofline:
+        roofline(steps, seconds, sampler.batch(batch))
     if args.loss_steps:
         loss_curves(args, names, config, objective, batch, patch)
+
+
+def step_flops(step: Step, hr: torch.Tensor) -> int:
+    """FLOPs of one training step: every convolution and matmul, forward and backward (PyTorch's counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step(hr)
+    return counter.get_total_flops()
+
+
+def kernel_rate(precision: str, run, flops: int, repeats: int = 5) -> float:
+    """GFLOP/s of one thread on one kernel, the best of a few runs."""
+    torch.set_num_threads(1)
+    with autocast("cpu", precision), torch.no_grad():
+        run()
+        best = min(_timed(run) for _ in range(repeats))
+    return flops / best / 1e9
+
+
+def _timed(run) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def roofline(steps: dict[str, Step], seconds: dict[str, list[float]], hr: torch.Tensor) -> None:
+    """How close each step runs to what this CPU's kernels reach on large, well-shaped work: a step near that
+    rate can only get faster with less work per pixel or another kernel (AMX, a GPU), not a better step."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    x, conv = torch.randn(8, 64, 64, 64), torch.nn.Conv2d(64, 64, 3, padding=1)
+    small_x, small = torch.randn(8, 35, 32, 32), torch.nn.Conv2d(35, 32, 3, padding=1)  # a dense subnet's
+    print("\n| recipe | GFLOP per step | GFLOP/s per thread | of a 1024^3 matmul | of a 64->64 3x3 conv |")
+    print("|---|---|---|---|---|")
+    for name, step in steps.items():
+        precision, threads = step.recipe.precision, step.recipe.threads
+        matmul = kernel_rate(precision, lambda: torch.mm(a, b), 2 * 1024**3)
+        large = kernel_rate(precision, lambda: conv(x), 2 * 8 * 64 * 64 * 64 * 64 * 9)
+        flops = step_flops(step, hr)
+        rate = flops / statistics.median(seconds[name]) / threads / 1e9
+        print(
+            f"| {name} | {flops / 1e9:.1f} | {rate:.1f} | {rate / matmul:.0%} ({matmul:.0f}) | "
+            f"{rate / large:.0%} ({large:.0f}) |"
+        )
+    small_rate = kernel_rate("bf16", lambda: small(small_x), 2 * 8 * 35 * 32 * 32 * 32 * 9)
+    print(f"a dense subnet's 35->32 3x3 conv on 8 x 32^2, bf16 forward: {small_rate:.0f} GFLOP/s per thread")
 
 
 def loss_curves(args, names: list[str], config: ModelConfig, objective: str, batch: int, patch: int) -> None:
