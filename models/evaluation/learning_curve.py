@@ -137,7 +137,8 @@ def markdown(curves: dict, root: Path) -> str:
     for name, curve in curves.items():
         points = curve_points(curve, root)
         fits = readings(name, curves, root)
-        trained = max(p.hr_pixels for p in cycle_ends(points))
+        ends = cycle_ends(points)
+        trained, best = ends[-1].hr_pixels, max(p.gain for p in ends)
         lines += [f"**{name}** ({curve['measured']})", "", "| weights | HR pixels | gain over bicubic | in the fit |"]
         lines += ["|---|---|---|---|"]
         for p in sorted(points, key=lambda p: p.hr_pixels):
@@ -147,11 +148,11 @@ def markdown(curves: dict, root: Path) -> str:
         lines += ["", f"Per tenfold HR pixels, {slopes}. From the {trained / 1e9:,.2f} G trained:", ""]
         lines += ["| to reach | " + " | ".join(f"at {f.per_decade:+.2f} dB/decade" for f in fits) + " |"]
         lines += ["|---" * (len(fits) + 1) + "|"]
-        best = max(p.gain for p in cycle_ends(points))
         for target in curve["targets"]:
-            costs = [_cost(price(f, target["gain"], curve["rate_px_per_cpu_s"], trained)) for f in fits]
             if best >= target["gain"]:
                 costs = [f"reached: {best:+.2f} dB measured"] * len(fits)
+            else:
+                costs = [_cost(price(f, target["gain"], curve["rate_px_per_cpu_s"], trained)) for f in fits]
             lines.append(f"| {target['name']} ({target['gain']:+.2f} dB) | " + " | ".join(costs) + " |")
         rate = f"{curve['rate_px_per_cpu_s'] / 1e3:,.1f} k HR px per CPU-second"
         lines += ["", f"CPU-hours at {rate} ({curve['rate_source']}).", ""]
