@@ -20,8 +20,8 @@ import torch
 from loopback import serving  # bench/, beside this script
 from PIL import Image
 
-from models.images import load_rgb
-from models.registry import Registry
+from models.files.images import load_rgb
+from models.store.registry import Registry
 
 WIDTH, HEIGHT = 1920, 1080
 

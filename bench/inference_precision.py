@@ -11,12 +11,12 @@ import time
 
 import torch
 
-from models.bicubic import modcrop
+from models.evaluation.bicubic import modcrop
 from models.evaluation.evaluate import round_trip_file
-from models.images import load_rgb
+from models.evaluation.metrics import psnr_y
+from models.files.images import load_rgb
 from models.inference.precision import PRECISIONS, autocast
-from models.metrics import psnr_y
-from models.registry import Registry
+from models.store.registry import Registry
 
 
 def main() -> None:

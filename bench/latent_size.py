@@ -20,10 +20,10 @@ from models import files
 from models.files.containers import JPEG_MAX_EXIF, exif_bytes
 from models.files.errors import MetadataTooLargeError
 from models.files.header import Header, dump_header
-from models.images import load_rgb
+from models.files.images import load_rgb
 from models.inference.pipeline import downscale_image
 from models.inference.tiles import Tiling
-from models.registry import Registry
+from models.store.registry import Registry
 
 
 def mirror_tile(image: np.ndarray, megapixels: float) -> np.ndarray:

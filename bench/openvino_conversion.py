@@ -16,7 +16,7 @@ import openvino as ov
 import torch
 
 from models.inference.openvino_engine import OpenVINOEngine, export_graph
-from models.registry import Registry
+from models.store.registry import Registry
 
 
 def traced(build, example: list[torch.Tensor], channels: list[int]):

@@ -27,14 +27,14 @@ from loopback import serving  # bench/, beside this script
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.images import load_rgb
+from models.files.images import load_rgb
 from models.inference import pipeline
 from models.inference.devices import cpu_name
 from models.inference.engine_set import EngineSet
 from models.inference.engines import make_engine
 from models.inference.precision import autocast, native_bf16
 from models.inference.tiles import Box, Tiling, work_ratio
-from models.registry import Registry
+from models.store.registry import Registry
 
 
 def matmul_peak(repeats: int = 5) -> float:

@@ -11,12 +11,12 @@ import time
 
 import torch
 
-from models.bicubic import modcrop
-from models.images import load_rgb
+from models.evaluation.bicubic import modcrop
+from models.files.images import load_rgb
 from models.inference.devices import cpu_name
 from models.inference.engine_set import EngineSet
 from models.inference.pipeline import downscale_image, upscale_image
-from models.registry import Registry
+from models.store.registry import Registry
 
 
 def main() -> None:

@@ -11,9 +11,9 @@ import argparse
 import numpy as np
 import torch
 
-from models.checkpoint import load_model
-from models.images import load_rgb
+from models.files.images import load_rgb
 from models.inference.pipeline import Tiling, downscale_image, upscale_image
+from models.store.checkpoint import load_model
 
 
 def max_diff(a: np.ndarray | None, b: np.ndarray | None) -> int:

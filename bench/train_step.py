@@ -9,6 +9,7 @@ python bench/train_step.py                                   # the x4 IRN-A reci
 python bench/train_step.py --recipe-of irn-jpeg-x4           # the x4 IRN-JPEG recipe (4 x 96^2, restorer, JPEG)
 python bench/train_step.py --recipes shipped fast --loss-steps 300   # and the loss curves of both, same batches
 python bench/train_step.py --recipes shipped bf16-features --roofline  # and their FLOP rate against large kernels'
+python bench/train_step.py --recipes fp32 shipped --emulated  # what bf16 costs on a CPU that emulates it
 
 HR pixels per CPU-second = HR pixels per step / (seconds per step x threads): a second thread that buys 1.5x
 the wall-clock speed costs 0.75x per CPU-second, so two one-thread runs side by side beat one two-thread run.
@@ -46,6 +47,7 @@ RECIPES = {
     "fast": Recipe(),  # bf16 features + channels_last: the recipe of this project's training now
     "fast-compiled": Recipe(compile=True),
     "fast-2-threads": Recipe(threads=2),
+    "fp32-2-threads": Recipe(precision="fp32", channels_last=False, threads=2),  # where bf16 is not native
 }
 
 # (variant, scale, blocks per level, batch, patch, restorer layers, objective): the shipped models' recipes
@@ -111,10 +113,15 @@ def main() -> None:
     p.add_argument(
         "--roofline", action="store_true", help="and each recipe's FLOP rate against large kernels' on one thread"
     )
+    p.add_argument(
+        "--emulated",
+        action="store_true",
+        help="keep the bf16 recipes on a CPU without AVX512-BF16 or AMX, where oneDNN emulates bf16",
+    )
     args = p.parse_args()
     variant, scale, blocks, batch, patch, restorer, objective = SHAPES[args.recipe_of]
     config = ModelConfig(variant=variant, scale=scale, blocks_per_level=blocks, restorer_layers=restorer)
-    names = [n for n in args.recipes if RECIPES[n].precision != "bf16" or native_bf16("cpu")]
+    names = [n for n in args.recipes if RECIPES[n].precision != "bf16" or native_bf16("cpu") or args.emulated]
     sampler = PatchSampler(folders=[args.data], patch=patch, seed=0)
     steps = {}
     for name in names:

@@ -9,19 +9,20 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from models import files, pools, publish
-from models.bicubic import bicubic_round_trip, modcrop
-from models.evaluation import evaluate, rate_distortion, report
+from models import files
+from models.evaluation import evaluate, pools, rate_distortion, report
+from models.evaluation.bicubic import bicubic_round_trip, modcrop
+from models.evaluation.metrics import psnr_y, ssim_y
 from models.files.errors import NotRescaledError
+from models.files.images import load_rgb
 from models.files.photos import BACKGROUND_NAME, TRANSPARENCY, decode_photo
-from models.images import load_rgb
 from models.inference.devices import pick_device
 from models.inference.engine_set import EngineSet
 from models.inference.engines import BACKENDS, default_cache_dir
 from models.inference.pipeline import downscale_image, upscale_image
-from models.metrics import psnr_y, ssim_y
 from models.networks.rescaler import VARIANTS
-from models.registry import Registry, UnknownWeightsError
+from models.store import publish
+from models.store.registry import Registry, UnknownWeightsError
 from models.training import chain
 from models.training import pool as training_pool
 from models.training import run as train

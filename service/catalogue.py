@@ -1,7 +1,7 @@
 """Which weights serve which request: (model, mode, scale) -> a registry entry."""
 
 from models.files.header import Header
-from models.registry import Entry, Registry, UnknownWeightsError
+from models.store.registry import Entry, Registry, UnknownWeightsError
 
 MODES = {"plain": "", "alpha": "-a", "metadata": "-m"}
 MODELS = ("irn", "dlv-irn")

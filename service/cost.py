@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.registry import Registry
+from models.store.registry import Registry
 from service.errors import ServiceError
 
 PROBE_LR = 16  # LR pixels per side of the input whose FLOPs are counted (FLOPs per pixel do not depend on size)

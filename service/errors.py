@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from models.files.errors import FileFormatError
-from models.registry import UnknownWeightsError
+from models.store.registry import UnknownWeightsError
 
 log = logging.getLogger("rescale.service")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from models.registry import Entry
+from models.store.registry import Entry
 from service import metrics
 from service.batcher import BatchTiming, DeadlineExceededError, QueueFullError, ShuttingDownError
 from service.errors import CLIENT_CLOSED, ServiceError

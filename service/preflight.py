@@ -10,7 +10,7 @@ from pathlib import Path
 
 from models.inference.engines import engine_key, resolve_backend
 from models.inference.openvino_engine import OpenVINOEngine, graph_cache_path
-from models.registry import Registry
+from models.store.registry import Registry
 from service.runtime import preloaded, visible_devices
 from service.settings import Settings
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from models.inference.engine_set import EngineSet
 from models.inference.tiles import Tiling
-from models.registry import Entry, Registry
+from models.store.registry import Entry, Registry
 from service import metrics
 from service.batcher import Batcher
 from service.catalogue import Catalogue

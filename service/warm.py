@@ -22,7 +22,7 @@ import torch
 
 from models.inference.engine_set import EngineSet
 from models.inference.engines import default_cache_dir
-from models.registry import Registry
+from models.store.registry import Registry
 from service.settings import Settings
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from models.checkpoint import save_model
 from models.networks.rescaler import ModelConfig, Rescaler
+from models.store.checkpoint import save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.registry import weights_id
+from models.store.registry import weights_id
 from service.client import (
     AsyncClient,
     BadRequest,

@@ -21,7 +21,7 @@ import pytest
 from fastapi import Response
 from PIL import Image
 
-from models.metrics import psnr_y
+from models.evaluation.metrics import psnr_y
 from service.main import create_app
 from service.routers.demo import CONTENT_SECURITY_POLICY
 from tests.conftest import ROOT, SHARED_DATA

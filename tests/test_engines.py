@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from models.checkpoint import load_model
-from models.inference import engines
+from models.inference import precision
 from models.inference.engine_set import EngineSet
-from models.inference.engines import TorchEngine, engine_key, make_engine, resolve_precision
+from models.inference.engines import TorchEngine, engine_key, make_engine
 from models.inference.openvino_engine import OpenVINOEngine, graph_cache_path
 from models.inference.pipeline import downscale_image, upscale_image
+from models.inference.precision import resolve_precision
 from models.inference.tiles import Tiling
-from models.registry import Registry, weights_id
+from models.store.checkpoint import load_model
+from models.store.registry import Registry, weights_id
 from tests.conftest import SHARED_DATA
 
 pytest.importorskip("openvino")
@@ -85,7 +86,7 @@ def test_shipped_models_tile_within_one_code_of_the_whole_image_at_their_measure
     path = SHARED_DATA / "eval" / "ocean_waves.png"
     if not path.is_file():
         pytest.skip(f"{path} not present")
-    from models.images import load_rgb
+    from models.files.images import load_rgb
 
     image = load_rgb(path)[200:328, 300:460]  # LR 64 x 80 at x2, 32 x 40 at x4: seams both ways
     registry = Registry()
@@ -100,9 +101,9 @@ def test_shipped_models_tile_within_one_code_of_the_whole_image_at_their_measure
 
 def test_bf16_only_where_the_device_computes_it(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(engines, "native_bf16", lambda device: False)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
     assert resolve_precision("bf16", cpu) == "fp32" and resolve_precision("auto", cpu) == "fp32"
-    monkeypatch.setattr(engines, "native_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
     assert resolve_precision("bf16", cpu) == "bf16" and resolve_precision("auto", cpu) == "bf16"
     assert resolve_precision("fp32", cpu) == "fp32"
     with pytest.raises(ValueError, match="precision must be fp32, bf16 or auto; got 'fp16'"):

@@ -5,14 +5,14 @@ import pytest
 import torch
 from PIL import Image
 
-from models.bicubic import bicubic_round_trip, bicubic_thumbnail, modcrop
-from models.checkpoint import load_model
 from models.cli import main
-from models.images import list_images, load_rgb
+from models.evaluation.bicubic import bicubic_round_trip, bicubic_thumbnail, modcrop
+from models.evaluation.metrics import psnr_y, ssim_y
+from models.evaluation.plots import plot_loss_curves
+from models.files.images import list_images, load_rgb
 from models.inference.pipeline import downscale_image, upscale_image
-from models.metrics import psnr_y, ssim_y
-from models.plots import plot_loss_curves
-from models.registry import Registry, weights_id
+from models.store.checkpoint import load_model
+from models.store.registry import Registry, weights_id
 from tests.conftest import SHARED_DATA
 
 

@@ -98,3 +98,8 @@ def test_the_networks_parts_live_in_models_networks():
     flat = {p.stem for p in (ROOT / "models").glob("*.py")}
     assert not flat & {"coupling", "haar", "latent_codec", "rescaler", "invertible_rescaler", "lr_restorer"}
     assert {"coupling", "haar", "latent_codec", "rescaler"} <= {p.stem for p in (ROOT / "models/networks").glob("*.py")}
+
+
+def test_models_keeps_only_its_entry_points_flat():
+    """Every other module belongs to a layer: networks, files, store, training, inference, evaluation."""
+    assert {p.stem for p in (ROOT / "models").glob("*.py")} == {"__init__", "__main__", "cli"}

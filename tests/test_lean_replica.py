@@ -11,7 +11,7 @@ import pytest
 from models.inference.engine_set import EngineSet
 from models.inference.engines import engine_key
 from models.inference.openvino_engine import OpenVINOEngine, graph_cache_path
-from models.registry import Registry
+from models.store.registry import Registry
 from service import preflight, warm
 from service.runtime import preloaded
 from service.settings import Settings

@@ -4,7 +4,6 @@ import math
 import pytest
 from PIL import Image
 
-from models.checkpoint import save_model
 from models.evaluation.learning_curve import (
     Point,
     fit_log_linear,
@@ -14,6 +13,7 @@ from models.evaluation.learning_curve import (
     readings,
 )
 from models.networks.rescaler import Rescaler
+from models.store.checkpoint import save_model
 from tests.conftest import ROOT, tiny_config
 
 

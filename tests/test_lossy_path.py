@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from models.cli import main
-from models.registry import weights_id
+from models.store.registry import weights_id
 from tests.service_helpers import png_bytes, running_server, settings_for
 
 

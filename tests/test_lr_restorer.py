@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.checkpoint import load_model, save_model
 from models.inference.pipeline import downscale_image, upscale_image
 from models.inference.tiles import Tiling
 from models.networks.lr_restorer import LRRestorer, RestorerConfig
 from models.networks.rescaler import ModelConfig, Rescaler
+from models.store.checkpoint import load_model, save_model
 from tests.conftest import perturbed, tiny_config
 
 

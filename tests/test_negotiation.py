@@ -6,7 +6,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from models.registry import weights_id
+from models.store.registry import weights_id
 from service.negotiation import DOWNSCALE_CHOICES, UPSCALE_CHOICE, negotiate
 from tests.service_helpers import png_bytes, running_server, settings_for
 

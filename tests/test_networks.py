@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from models.images import to_tensor
+from models.files.images import to_tensor
 from models.networks.haar import HaarDownsampling
 from models.networks.invertible_rescaler import InvertibleRescaler, RescalerConfig
+from models.networks.quantize import quantize_alpha
 from models.networks.rescaler import VARIANTS, ModelConfig, Rescaler
-from models.quantize import quantize_alpha
 from tests.conftest import perturbed, tiny_config
 
 

@@ -3,9 +3,9 @@ import json
 import pytest
 from safetensors import safe_open
 
-from models.checkpoint import sha256_file
-from models.publish import publish, record_eval
-from models.registry import weights_id
+from models.store.checkpoint import sha256_file
+from models.store.publish import publish, record_eval
+from models.store.registry import weights_id
 
 
 def test_publish_writes_fp16_weights_and_a_manifest_entry(model_folder, tmp_path):
@@ -67,7 +67,7 @@ def test_republishing_replaces_the_entry(model_folder, tmp_path):
 
 
 def test_shipped_weights_are_checked_against_the_manifest(model_folder, tmp_path, monkeypatch):
-    from models import registry
+    from models.store import registry
 
     dest = tmp_path / "weights"
     dest.mkdir()
@@ -85,7 +85,7 @@ def test_shipped_weights_are_checked_against_the_manifest(model_folder, tmp_path
 def test_a_compression_aware_model_records_its_figures_through_each_codec(tmp_path):
     import json
 
-    from models.publish import record_eval
+    from models.store.publish import record_eval
 
     manifest = tmp_path / "manifest.json"
     entry = {"name": "irn-jpeg-x4", "scale": 4, "variant": "irn", "weights_id": "a" * 16, "eval": {}}
@@ -119,11 +119,11 @@ def test_new_weights_supersede_shipped_ones_and_the_old_files_still_read(model_f
     import torch
     from PIL import Image
 
-    from models import publish as publishing
-    from models import registry
-    from models.checkpoint import load_model, save_model
     from models.cli import main
     from models.files import decode
+    from models.store import publish as publishing
+    from models.store import registry
+    from models.store.checkpoint import load_model, save_model
     from service.catalogue import Catalogue
 
     dest = tmp_path / "weights"
@@ -177,7 +177,7 @@ def test_new_weights_supersede_shipped_ones_and_the_old_files_still_read(model_f
 
 def test_publish_into_a_folder_of_its_own_leaves_the_shipped_weights_alone(model_folder, tmp_path, capsys):
     from models.cli import main
-    from models.registry import MANIFEST
+    from models.store.registry import MANIFEST
 
     shipped = MANIFEST.read_bytes()
     run = model_folder("irn", 2)
@@ -191,7 +191,7 @@ def test_publish_into_a_folder_of_its_own_leaves_the_shipped_weights_alone(model
 
 def test_a_run_from_published_weights_counts_the_stages_behind_them(model_folder, tmp_path):
     """The run folders behind a published model are gone; its manifest entry keeps their budgets."""
-    from models.checkpoint import load_model, save_model
+    from models.store.checkpoint import load_model, save_model
 
     def run(folder, source, init_from, steps):
         training = {"steps": steps, "batch_size": 8, "patch": 64, "seed": 0, "config": {"init_from": init_from}}

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from models.networks.latent_codec import LatentCodec, LatentCodecConfig
-from models.quantize import from_uint8, quantize_alpha, quantize_unit, to_uint8
+from models.networks.quantize import from_uint8, quantize_alpha, quantize_unit, to_uint8
 
 
 def test_quantize_unit_rounds_to_8_bits_and_passes_gradients_straight():

@@ -2,11 +2,10 @@ import json
 
 import pytest
 
-from models import pools
-from models.checkpoint import load_model, save_model
-from models.evaluation import report
+from models.evaluation import pools, report
 from models.evaluation.report import write_report
-from models.publish import publish
+from models.store.checkpoint import load_model, save_model
+from models.store.publish import publish
 
 
 def _row(method, scale, psnr, fmt="png", damage=None):

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.checkpoint import save_model
 from models.cli import main
 from models.networks.rescaler import Rescaler
-from models.registry import weights_id
+from models.store.checkpoint import save_model
+from models.store.registry import weights_id
 from tests.conftest import perturbed, tiny_config
 from tests.service_helpers import OVERLAP, TILE, png_bytes, running_server, settings_for
 

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.bicubic import bicubic_round_trip, modcrop
-from models.checkpoint import sha256_file
+from models.evaluation.bicubic import bicubic_round_trip, modcrop
 from models.evaluation.evaluate import Method, round_trip_file
+from models.evaluation.metrics import psnr_y
 from models.evaluation.rate_distortion import bicubic_lossy_round_trip
 from models.evaluation.report import BASE_OF
 from models.inference.pipeline import downscale_image
-from models.metrics import psnr_y
-from models.publish import read_manifest
-from models.registry import SHIPPED, Registry
+from models.store.checkpoint import sha256_file
+from models.store.publish import read_manifest
+from models.store.registry import SHIPPED, Registry
 from tests.service_helpers import png_bytes, running_server
 
 MANIFEST = read_manifest()["models"]

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.bicubic import bicubic_thumbnail
-from models.checkpoint import save_model
 from models.cli import main
 from models.evaluation import srmd
+from models.evaluation.bicubic import bicubic_thumbnail
+from models.evaluation.metrics import psnr_y, ssim_y
 from models.evaluation.rate_distortion import lossy_copy
-from models.metrics import psnr_y, ssim_y
 from models.networks.rescaler import Rescaler
+from models.store.checkpoint import save_model
 from tests.conftest import LOSSY_TRAINING, ROOT, SHARED_DATA, perturbed, tiny_config
 from tests.external_tools import optional_package
 

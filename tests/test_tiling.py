@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from models.checkpoint import load_model
 from models.inference.memory import tiling_for
 from models.inference.pipeline import downscale_image, upscale_image
 from models.inference.tiles import Box, Tiling, plan_tiles, work_ratio
-from models.registry import Registry
+from models.store.checkpoint import load_model
+from models.store.registry import Registry
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from models.checkpoint import load_model, save_model
 from models.cli import build_parser, main
 from models.inference import precision
 from models.networks.rescaler import Rescaler
+from models.store.checkpoint import load_model, save_model
 from models.training.losses import LossWeights, RescalingObjective, bicubic_downscale, rescaling_loss
 from models.training.patches import PatchSampler
 from models.training.run import resolve_config
@@ -315,3 +315,35 @@ def test_channels_last_left_out_is_chosen_by_the_cpu(monkeypatch, flags, flag, e
     config = resolve_config(build_parser().parse_args(args))
     assert config.trainer_config(steps=10, lr=1e-4, device=torch.device("cpu")).channels_last is expected
     assert config.trainer_config(steps=10, lr=1e-4, device=torch.device("cuda")).channels_last is (flag != "false")
+
+
+@pytest.mark.parametrize(
+    ("flags", "requested", "expected"),
+    [
+        ("fpu avx512f avx512_bf16 amx_bf16", "auto", "bf16"),  # AMX
+        ("fpu avx512f avx512_bf16", "auto", "bf16"),  # Zen 4: AVX512-BF16
+        ("fpu avx2 fma", "auto", "fp32"),  # Zen 3: bf16 would be emulated
+        ("fpu avx2 fma", "bf16", "fp32"),  # as the configs written on a Xeon say: fp32 here, with a warning
+        ("fpu avx512f avx512_bf16", "fp32", "fp32"),
+    ],
+)
+def test_bf16_trains_only_where_the_cpu_computes_it(monkeypatch, flags, requested, expected):
+    monkeypatch.setattr(precision, "cpu_info", lambda field: flags if field == "flags" else None)
+    args = ["train", "--variant", "irn-a", "--scale", "2", "--precision", requested]
+    config = resolve_config(build_parser().parse_args(args))
+    assert config.trainer_config(steps=10, lr=1e-4, device=torch.device("cpu")).precision == expected
+
+
+def test_a_precision_that_is_not_one_is_refused_before_training():
+    args = build_parser().parse_args(["train", "--variant", "irn-a", "--scale", "2", "--precision", "fp16"])
+    with pytest.raises(ValueError, match="precision must be fp32, bf16 or auto; got 'fp16'"):
+        resolve_config(args)
+
+
+def test_a_bf16_run_on_a_cpu_without_it_says_it_trains_in_fp32(monkeypatch, tmp_path, capsys, photo):
+    monkeypatch.setattr(precision, "cpu_info", lambda field: "fpu avx2" if field == "flags" else None)
+    assert main([*tiny_run_args("irn", photo, tmp_path, 1), "--precision", "bf16"]) == 0
+    assert (
+        "bf16 asked for, but cpu has no native bf16 (AVX512-BF16 or AMX): training in fp32" in capsys.readouterr().out
+    )
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["training"]["precision"] == "fp32"

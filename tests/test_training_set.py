@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from models.checkpoint import load_model
 from models.cli import main
+from models.store.checkpoint import load_model
 from models.training.chain import config_set, run_order, with_prerequisites
 from tests.test_training import tiny_run_args
 

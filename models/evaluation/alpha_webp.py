@@ -15,17 +15,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.bicubic import modcrop
+from models.evaluation.bicubic import modcrop
 from models.evaluation.evaluate import Method, round_trip_file
+from models.evaluation.metrics import psnr_y
 from models.evaluation.rate_distortion import bicubic_lossy_round_trip
 from models.files.downscaled import Downscaled
-from models.images import load_rgb
+from models.files.images import load_rgb
 from models.inference.devices import pick_device
 from models.inference.engine_set import EngineSet
 from models.inference.engines import default_cache_dir
 from models.inference.pipeline import downscale_image, upscale_image
-from models.metrics import psnr_y
-from models.registry import Registry
+from models.store.registry import Registry
 
 
 def rgba_webp(downscaled: Downscaled, quality: int) -> tuple[Downscaled, int]:

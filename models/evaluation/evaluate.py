@@ -24,20 +24,20 @@ import torch
 from PIL import Image
 
 from models import files
-from models.bicubic import bicubic_round_trip, bicubic_thumbnail, centre_crop, modcrop
 from models.evaluation import srmd as srmd_baseline
+from models.evaluation.bicubic import bicubic_round_trip, bicubic_thumbnail, centre_crop, modcrop
+from models.evaluation.metrics import psnr_y, ssim_y
+from models.evaluation.pools import ImageSet
 from models.evaluation.rate_distortion import bicubic_lossy_round_trip, lossy_copy
 from models.files.containers import png_header_text, write_png
 from models.files.downscaled import Downscaled
 from models.files.errors import MetadataTooLargeError
-from models.images import load_rgb
+from models.files.images import load_rgb
 from models.inference.engine_set import EngineSet
 from models.inference.engines import Engine, default_cache_dir
 from models.inference.pipeline import downscale_image, upscale_image
-from models.metrics import psnr_y, ssim_y
 from models.networks.rescaler import VARIANTS, Rescaler
-from models.pools import ImageSet
-from models.registry import Entry, Registry
+from models.store.registry import Entry, Registry
 
 
 @dataclass

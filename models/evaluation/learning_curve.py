@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.checkpoint import CONFIG_FILE
-from models.publish import read_manifest
+from models.store.checkpoint import CONFIG_FILE
+from models.store.publish import read_manifest
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def markdown(curves: dict, root: Path) -> str:
 
 
 def plot(curves: dict, root: Path, path: Path) -> Path:
-    from models.plots import plt, save_figure  # matplotlib (Agg) only when a figure is asked for
+    from models.evaluation.plots import plt, save_figure  # matplotlib (Agg) only when a figure is asked for
 
     columns = 2 if len(curves) > 2 else len(curves)
     rows = math.ceil(len(curves) / columns)

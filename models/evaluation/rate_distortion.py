@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.bicubic import bicubic_thumbnail
+from models.evaluation.bicubic import bicubic_thumbnail
 
 LOSSY_FORMATS = ("jpeg", "webp", "avif")
 DEFAULT_LOSSY = (("jpeg", 50), ("jpeg", 75), ("jpeg", 90), ("jpeg", 95), ("webp", 75), ("webp", 90))

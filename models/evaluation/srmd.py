@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from models.bicubic import bicubic_thumbnail
+from models.evaluation.bicubic import bicubic_thumbnail
 from models.evaluation.rate_distortion import lossy_thumbnail, split_row_name
 
 SRMD_FAMILY = "Bicubic + SRMD"

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from models.checkpoint import CONFIG_FILE
-from models.images import load_rgb
+from models.files.images import load_rgb
 from models.inference.engines import Engine, make_engine
 from models.inference.pipeline import downscale_image, upscale_image
 from models.inference.tiles import Tiling
-from models.registry import Registry
+from models.store.checkpoint import CONFIG_FILE
+from models.store.registry import Registry
 
 CANDIDATES = (0, 2, 4, 6, 8, 12, 16, 24, 32, 48)
 MARGIN_LR = 4  # added to what the photos measured: other photos may need a little more

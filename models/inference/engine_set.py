@@ -8,11 +8,12 @@ from pathlib import Path
 
 import torch
 
-from models.inference.engines import Engine, TorchEngine, engine_key, make_engine, resolve_backend, resolve_precision
+from models.inference.engines import Engine, TorchEngine, engine_key, make_engine, resolve_backend
 from models.inference.memory import DEFAULT_TILE_MEMORY_MB, tiling_for
 from models.inference.openvino_engine import OpenVINOEngine
+from models.inference.precision import resolve_precision
 from models.inference.tiles import Tiling
-from models.registry import Registry
+from models.store.registry import Registry
 
 log = logging.getLogger("rescale.engines")
 

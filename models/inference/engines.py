@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 
 from models.inference.openvino_engine import OpenVINOEngine
-from models.inference.precision import autocast, native_bf16
+from models.inference.precision import autocast, native_bf16, resolve_precision
 from models.networks.rescaler import Encoded, ModelConfig, Rescaler
 
 log = logging.getLogger("rescale.engines")
@@ -54,20 +54,6 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         if not openvino_available():
             raise ValueError("the openvino backend needs the openvino package (pip install openvino)")
     return backend
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """fp32 stays fp32; bf16 and auto give bf16 only where the device computes it natively (AMX or
-    AVX512-BF16 on a CPU, where it was 1.7-2x faster; emulated it was 3x slower), fp32 elsewhere."""
-    if precision == "fp32":
-        return precision
-    if precision not in ("bf16", "auto"):
-        raise ValueError(f"precision must be fp32, bf16 or auto; got {precision!r}")
-    if native_bf16(device):
-        return "bf16"
-    if precision == "bf16":
-        log.warning("bf16 asked for, but %s has no native bf16 (it would run about 3x slower): using fp32", device)
-    return "fp32"
 
 
 class TorchEngine:
@@ -113,6 +99,8 @@ def make_engine(
 ) -> Engine:
     device = next(model.parameters()).device
     backend = resolve_backend(backend, device)
+    if precision == "bf16" and not native_bf16(device):
+        log.warning("bf16 asked for, but %s has no native bf16 (it would run about 3x slower): using fp32", device)
     precision = resolve_precision(precision, device)
     if backend == "openvino":
         return OpenVINOEngine(model, key=key, precision=precision, threads=threads, cache_dir=cache_dir)

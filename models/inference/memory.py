@@ -14,7 +14,7 @@ from torch.utils._pytree import tree_leaves
 
 from models.inference.tiles import DEFAULT_OVERLAP_LR, Tiling
 from models.networks.rescaler import Encoded, Rescaler
-from models.registry import Entry
+from models.store.registry import Entry
 
 PROBE_HR = 128
 

@@ -22,12 +22,12 @@ import torch
 from torch.nn import functional as F
 
 from models.files.downscaled import Downscaled
-from models.images import to_tensor, to_uint8_image
+from models.files.images import to_tensor, to_uint8_image
 from models.inference.engines import Engine, TorchEngine
 from models.inference.tiles import WHOLE_IMAGE, Tiling, plan_tiles
 from models.networks.latent_codec import CODE_REDUCTION
+from models.networks.quantize import from_uint8, to_uint8
 from models.networks.rescaler import Encoded, ModelConfig, Rescaler, lr_lengths
-from models.quantize import from_uint8, to_uint8
 
 
 def padding_for(size: tuple[int, int], multiple: int) -> tuple[int, int]:

@@ -5,6 +5,7 @@ import torch
 from models.inference.devices import cpu_info
 
 PRECISIONS = ("fp32", "bf16")
+AUTO = "auto"  # bf16 where the hardware computes it, fp32 elsewhere (as bf16 itself resolves)
 
 
 def autocast(device: torch.device | str, precision: str) -> torch.autocast:
@@ -21,6 +22,18 @@ def native_bf16(device: torch.device | str) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return bool(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """fp32 stays fp32; bf16 and auto give bf16 only where the device computes it natively (AMX or
+    AVX512-BF16 on a CPU, where it was 1.7-2x faster), fp32 elsewhere: oneDNN emulates bf16 without them, and
+    the x4 IRN-A training step took 17x as long as in fp32 on an AVX2-only EPYC (docs/training.md). So a config
+    written for one CPU still trains at full speed on another, chosen again at each resumption."""
+    if precision == "fp32":
+        return precision
+    if precision not in ("bf16", AUTO):
+        raise ValueError(f"precision must be fp32, bf16 or auto; got {precision!r}")
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 def channels_last_pays(device: torch.device | str) -> bool:

@@ -12,7 +12,7 @@ from torch import nn
 from models.networks.invertible_rescaler import SCALES, InvertibleRescaler, RescalerConfig
 from models.networks.latent_codec import CODE_REDUCTION, LatentCodec, LatentCodecConfig
 from models.networks.lr_restorer import LRRestorer, RestorerConfig
-from models.quantize import quantize_alpha, quantize_unit
+from models.networks.quantize import quantize_alpha, quantize_unit
 
 VARIANTS = ("irn", "irn-a", "irn-m", "dlv-irn", "dlv-irn-a", "dlv-irn-m")
 

@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch.nn import functional as F
 
+from models.networks.quantize import quantize_unit
 from models.networks.rescaler import Rescaler, TrainingOutputs
-from models.quantize import quantize_unit
 from models.training.lossy_codec import LossyCodec
 
 

@@ -17,7 +17,7 @@ from kornia.enhance import jpeg_codec_differentiable
 from PIL import Image
 from torch import nn
 
-from models.quantize import to_uint8
+from models.networks.quantize import to_uint8
 
 QUALITY_MIN, QUALITY_MAX = 1, 100
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from models.images import list_images, load_rgb, rgb_to_y
+from models.files.images import list_images, load_rgb, rgb_to_y
 
 UNREADABLE = "unreadable"
 SMALLER_THAN_PATCH = "smaller than the patch"

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, ImageOps
 
-from models.images import list_images, load_rgb
+from models.files.images import list_images, load_rgb
 from models.training import debian_packages
 from models.training.near_duplicates import Match, NearDuplicateIndex, fingerprint
 from models.training.qt_resources import resource_files

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from models.checkpoint import WEIGHTS_FILE, load_matching, save_model, training_meta
+from models.evaluation.plots import plot_loss_curves
 from models.inference.devices import cpu_name, pick_device
-from models.inference.precision import channels_last_pays
+from models.inference.precision import channels_last_pays, native_bf16, resolve_precision
 from models.networks.rescaler import ModelConfig, Rescaler
-from models.plots import plot_loss_curves
+from models.store.checkpoint import WEIGHTS_FILE, load_matching, save_model, training_meta
 from models.training.losses import (
     CodecPretrainingObjective,
     CompressionAwareObjective,
@@ -58,7 +58,9 @@ class TrainConfig:
     # keep a loadable copy of the model at the first checkpoint past every N steps (<out>/snapshots/step-S):
     # the points of a learning curve; 0 keeps none
     snapshot_every: int = 0
-    precision: str = "fp32"  # bf16: autocast (about 2x faster steps on CPUs with AMX; see bench/train_step.py)
+    # bf16 (or auto): autocast where the hardware computes bf16 (about 2x faster steps on CPUs with AMX; see
+    # bench/train_step.py), fp32 where it would be emulated; chosen again at each resumption
+    precision: str = "fp32"
     # NHWC: the same sums; faster convolutions on a GPU or a CPU with AMX, slower without (bench/train_step.py).
     # Left out: chosen by the hardware a run (or its resumption) trains on
     channels_last: bool | None = None
@@ -107,8 +109,12 @@ class TrainConfig:
 
     def trainer_config(self, *, steps: int, lr: float, device: torch.device, **overrides) -> TrainerConfig:
         channels_last = channels_last_pays(device) if self.channels_last is None else self.channels_last
-        shared = self._shared(TrainerConfig) | {"steps": steps, "lr": lr, "channels_last": channels_last} | overrides
+        chosen = {"steps": steps, "lr": lr, "channels_last": channels_last, "precision": self.compute_precision(device)}
+        shared = self._shared(TrainerConfig) | chosen | overrides
         return TrainerConfig(**shared | {"lr_milestones": tuple(self.lr_milestones)})
+
+    def compute_precision(self, device: torch.device) -> str:
+        return resolve_precision(self.precision, device)
 
     def loss_weights(self) -> LossWeights:
         return LossWeights(
@@ -168,6 +174,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     values.update({k: v for k, v in vars(args).items() if k in known and v is not None})
     config = TrainConfig(**values)
     model_config = config.model_config()  # fail early on a bad variant or size
+    resolve_precision(config.precision, "cpu")
     if config.freeze_network and not (model_config.metadata and config.init_from):
         raise ValueError(
             "freeze_network keeps a trained network as it is: it needs an -M variant and init_from, "
@@ -224,6 +231,8 @@ def run_training(config: TrainConfig) -> Path:
         torch.set_num_threads(config.threads)
     rank, world = _init_distributed()
     device = pick_device(config.device)
+    if rank == 0 and config.precision == "bf16" and not native_bf16(device):
+        print(f"bf16 asked for, but {device} has no native bf16 (AVX512-BF16 or AMX): training in fp32")
     torch.manual_seed(config.seed + rank)
     out = config.out_dir
     model = Rescaler(config.model_config())
@@ -278,7 +287,7 @@ def run_training(config: TrainConfig) -> Path:
             "world_size": world,
             "wall_time_s": round(trainer.elapsed_s + pretrain_s, 1),
             "hardware": _hardware(device),
-            "precision": config.precision,
+            "precision": config.compute_precision(device),
             "torch": torch.__version__,
             "seed": config.seed,
             **({"lossy_codec": dataclasses.asdict(config.lossy_codec_config())} if config.lossy else {}),

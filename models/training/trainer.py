@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from models.checkpoint import load_training_state, save_training_state
 from models.inference.precision import PRECISIONS, autocast
+from models.store.checkpoint import load_training_state, save_training_state
 
 SCHEDULES = ("cosine", "step", "constant")
 

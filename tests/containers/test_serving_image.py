@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.publish import read_manifest
+from models.store.publish import read_manifest
 from tests.conftest import ROOT, SHARED_DATA
 from tests.containers.conftest import READ_ONLY, SERVING_IMAGE, docker, serving, weights_dirs
 

@@ -8,7 +8,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.images import list_images
+from models.files.images import list_images
 
 PYPI = "pypi"
 PYPI_PHOTOS = (

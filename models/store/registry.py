@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, sha256_file
 from models.files.header import Header, check_weights
 from models.networks.rescaler import ModelConfig, Rescaler
+from models.store.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, sha256_file
 
-SHIPPED = Path(__file__).parent / "weights"
+SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 MANIFEST = SHIPPED / "manifest.json"
 ID_LENGTH = 16
 
@@ -53,7 +53,7 @@ class Registry:
         self.entries: dict[str, Entry] = {}
         candidates = [Path(f) for f in folders or []]
         if include_shipped and SHIPPED.is_dir():
-            # a dot folder is a publish in progress (models/publish.py)
+            # a dot folder is a publish in progress (models/store/publish.py)
             candidates += sorted(
                 p.parent for p in SHIPPED.glob(f"*/{WEIGHTS_FILE}") if not p.parent.name.startswith(".")
             )

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model, sha256_file
-from models.registry import ID_LENGTH, MANIFEST, SHIPPED
+from models.store.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model, sha256_file
+from models.store.registry import ID_LENGTH, MANIFEST, SHIPPED
 
 LOSS_PLOT = "loss.png"
 
