@@ -174,7 +174,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     values.update({k: v for k, v in vars(args).items() if k in known and v is not None})
     config = TrainConfig(**values)
     model_config = config.model_config()  # fail early on a bad variant or size
-    resolve_precision(config.precision, "cpu")
+    resolve_precision(config.precision, "cpu")  # fail early on a precision that is not one
     if config.freeze_network and not (model_config.metadata and config.init_from):
         raise ValueError(
             "freeze_network keeps a trained network as it is: it needs an -M variant and init_from, "
