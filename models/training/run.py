@@ -109,12 +109,10 @@ class TrainConfig:
 
     def trainer_config(self, *, steps: int, lr: float, device: torch.device, **overrides) -> TrainerConfig:
         channels_last = channels_last_pays(device) if self.channels_last is None else self.channels_last
-        chosen = {"steps": steps, "lr": lr, "channels_last": channels_last, "precision": self.compute_precision(device)}
+        precision = resolve_precision(self.precision, device)
+        chosen = {"steps": steps, "lr": lr, "channels_last": channels_last, "precision": precision}
         shared = self._shared(TrainerConfig) | chosen | overrides
         return TrainerConfig(**shared | {"lr_milestones": tuple(self.lr_milestones)})
-
-    def compute_precision(self, device: torch.device) -> str:
-        return resolve_precision(self.precision, device)
 
     def loss_weights(self) -> LossWeights:
         return LossWeights(
@@ -287,7 +285,7 @@ def run_training(config: TrainConfig) -> Path:
             "world_size": world,
             "wall_time_s": round(trainer.elapsed_s + pretrain_s, 1),
             "hardware": _hardware(device),
-            "precision": config.compute_precision(device),
+            "precision": trainer.config.precision,  # what it trained in, bf16 resolved for this device
             "torch": torch.__version__,
             "seed": config.seed,
             **({"lossy_codec": dataclasses.asdict(config.lossy_codec_config())} if config.lossy else {}),
