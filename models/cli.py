@@ -16,10 +16,12 @@ from models.evaluation.metrics import psnr_y, ssim_y
 from models.files.errors import NotRescaledError
 from models.files.images import load_rgb
 from models.files.photos import BACKGROUND_NAME, TRANSPARENCY, decode_photo
+from models.inference import context
 from models.inference.devices import pick_device
 from models.inference.engine_set import EngineSet
 from models.inference.engines import BACKENDS, default_cache_dir
 from models.inference.pipeline import downscale_image, upscale_image
+from models.inference.tiles import DEFAULT_OVERLAP_LR
 from models.networks.rescaler import VARIANTS
 from models.store import publish
 from models.store.registry import Registry, UnknownWeightsError
@@ -197,11 +199,20 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
+    if args.context_data is not None:  # checked before anything is written
+        missing = [n for n in args.context_photos if not (Path(args.context_data) / f"{n}.png").is_file()]
+        if missing:
+            raise ValueError(f"--context-photos: no {', '.join(f'{n}.png' for n in missing)} in {args.context_data}")
     entry = publish.publish(
         args.run, name=args.name, dest=args.into, supersedes=args.supersedes, overwrite=args.overwrite
     )
     folder = (args.into or publish.SHIPPED) / entry["name"]
     print(f"published {entry['name']} in {folder}: {entry['bytes']:,} bytes fp16, weights {entry['weights_id']}")
+    if args.context_data is None:
+        print(f"tile context not measured: tiles carry the default {DEFAULT_OVERLAP_LR} LR px (--context-data)")
+    else:  # its tiles then carry what it needs, not the default
+        registry = Registry([folder], include_shipped=False)
+        context.measure_and_record(registry, args.context_data, args.context_photos, backend="torch", write=True)
     return 0
 
 
@@ -353,6 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite", action="store_true", help="replace the weights under --name (files they made stop reading)"
     )
+    p.add_argument(
+        "--context-data",
+        default=context.DEFAULT_DATA if Path(context.DEFAULT_DATA).is_dir() else None,
+        metavar="FOLDER",
+        help=f"photos to measure the tile context on (default {context.DEFAULT_DATA} where it exists)",
+    )
+    p.add_argument("--context-photos", nargs="+", default=list(context.DEFAULT_PHOTOS), metavar="NAME")
+    p.add_argument("--no-context", dest="context_data", action="store_const", const=None, help="measure no context")
     p.set_defaults(func=_publish)
 
     p = sub.add_parser("serve", help="run the REST service (settings from RESCALE_* variables)")

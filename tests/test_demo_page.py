@@ -31,7 +31,7 @@ from tests.service_helpers import png_bytes, running_app, settings_for
 API_KEY = "demo-page-key"
 SAMPLE = "/test/sample.png"
 SCREENSHOT = ROOT / "tests" / "artifacts" / "demo.png"
-SHIPPED = {name: ROOT / "models" / "weights" / name for name in ("irn-x2", "irn-a-x2")}
+SHIPPED = {name: ROOT / "models" / "weights" / name for name in ("irn-x2", "irn-a-x2-second")}
 
 
 @pytest.fixture(scope="module")

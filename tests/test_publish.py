@@ -6,6 +6,9 @@ from safetensors import safe_open
 from models.store.checkpoint import sha256_file
 from models.store.publish import publish, record_eval
 from models.store.registry import weights_id
+from tests.conftest import SHARED_DATA
+
+SHARED_EVAL = SHARED_DATA / "eval"
 
 
 def test_publish_writes_fp16_weights_and_a_manifest_entry(model_folder, tmp_path):
@@ -181,8 +184,10 @@ def test_publish_into_a_folder_of_its_own_leaves_the_shipped_weights_alone(model
 
     shipped = MANIFEST.read_bytes()
     run = model_folder("irn", 2)
-    assert main(["publish", str(run), "--name", "mine-x2", "--into", str(tmp_path / "weights")]) == 0
-    assert f"published mine-x2 in {tmp_path / 'weights' / 'mine-x2'}" in capsys.readouterr().out
+    assert main(["publish", str(run), "--name", "mine-x2", "--into", str(tmp_path / "weights"), "--no-context"]) == 0
+    out = capsys.readouterr().out
+    assert f"published mine-x2 in {tmp_path / 'weights' / 'mine-x2'}" in out
+    assert "tile context not measured: tiles carry the default 24 LR px (--context-data)" in out
     manifest = json.loads((tmp_path / "weights" / "manifest.json").read_text())
     assert [m["name"] for m in manifest["models"]] == ["mine-x2"]
     assert manifest["models"][0]["weights_id"] == weights_id(tmp_path / "weights" / "mine-x2")
@@ -210,3 +215,37 @@ def test_a_run_from_published_weights_counts_the_stages_behind_them(model_folder
         (str(dest / "irn-x2"), 200),
         (str(first), 100),
     ]
+
+
+def test_publish_measures_the_tile_context_the_service_then_uses(model_folder, tmp_path, capsys):
+    from PIL import Image
+
+    from models.cli import main
+    from models.inference.context import MARGIN_LR
+    from models.store.registry import Registry
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    with Image.open(SHARED_EVAL / "cliff.png") as im:
+        im.convert("RGB").crop((400, 200, 592, 392)).save(photos / "cliff.png")
+    run = model_folder("irn-a", 2)
+    args = ["publish", str(run), "--name", "mine-x2", "--into", str(tmp_path / "weights")]
+    assert main([*args, "--context-data", str(photos), "--context-photos", "cliff"]) == 0
+    out = capsys.readouterr().out
+    assert "LR px within 1 code" in out
+    folder = tmp_path / "weights" / "mine-x2"
+    measured = json.loads((folder / "config.json").read_text())["inference"]
+    assert measured["measured"]["photos"] == ["cliff"]
+    assert measured["context_lr"] == measured["measured"]["smallest_overlap_within_1_code"] + MARGIN_LR
+    (entry,) = Registry([folder], include_shipped=False).entries.values()
+    assert entry.context_lr == measured["context_lr"]
+
+
+def test_publish_names_missing_context_photos_before_writing_anything(model_folder, tmp_path, capsys):
+    from models.cli import main
+
+    run = model_folder("irn-a", 2)
+    args = ["publish", str(run), "--name", "mine-x2", "--into", str(tmp_path / "weights")]
+    assert main([*args, "--context-data", str(tmp_path), "--context-photos", "cliff", "rocks"]) == 2
+    assert f"--context-photos: no cliff.png, rocks.png in {tmp_path}" in capsys.readouterr().err
+    assert not (tmp_path / "weights").exists()

@@ -25,6 +25,8 @@ from models.store.registry import Registry
 CANDIDATES = (0, 2, 4, 6, 8, 12, 16, 24, 32, 48)
 MARGIN_LR = 4  # added to what the photos measured: other photos may need a little more
 CORE_LR = 24  # small cores: many tile seams per photo
+DEFAULT_DATA = "../shared/data/eval"
+DEFAULT_PHOTOS = ("cliff", "lighthouse", "rocks")  # a sharp, a smooth and a busy photo
 
 
 def max_code_difference(a: np.ndarray | None, b: np.ndarray | None) -> int:
@@ -78,22 +80,33 @@ def record(folder: Path, context_lr: int, seen: dict[int, int], photos: list[str
     path.write_text(json.dumps(saved, indent=2) + "\n")
 
 
+def measure_and_record(
+    registry: Registry, data: str | Path, photos: list[str], *, backend: str = "auto", write: bool = False
+) -> dict[str, int]:
+    """Each model's smallest overlap within one code on centre crops of `photos`, printed (and stored with
+    `write`): {weights_id: context_lr}."""
+    crops = centre_crops(data, photos)
+    contexts = {}
+    for wid, entry in registry.entries.items():
+        engine = make_engine(registry.model(wid), key=wid, backend=backend)
+        overlap, seen = measure_context(engine, crops)
+        print(f"{entry.label} x{entry.config.scale} ({wid}): {overlap} LR px within 1 code; worst by overlap {seen}")
+        if write:
+            record(entry.folder, overlap + MARGIN_LR, seen, photos)
+        contexts[wid] = overlap + MARGIN_LR
+    return contexts
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="Measure (and with --write store) each model's tile context.")
     p.add_argument("--weights", nargs="*", default=None, help="model folders (default: the shipped ones)")
-    p.add_argument("--data", default="../shared/data/eval")
-    p.add_argument("--photos", nargs="+", default=["cliff", "lighthouse", "rocks"])
+    p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--photos", nargs="+", default=list(DEFAULT_PHOTOS))
     p.add_argument("--write", action="store_true", help="store context_lr in each folder's config.json")
     p.add_argument("--backend", default="auto")
     args = p.parse_args()
     registry = Registry(args.weights or [], include_shipped=args.weights is None)
-    crops = centre_crops(args.data, args.photos)
-    for wid, entry in registry.entries.items():
-        engine = make_engine(registry.model(wid), key=wid, backend=args.backend)
-        overlap, seen = measure_context(engine, crops)
-        print(f"{entry.label} x{entry.config.scale} ({wid}): {overlap} LR px within 1 code; worst by overlap {seen}")
-        if args.write:
-            record(entry.folder, overlap + MARGIN_LR, seen, args.photos)
+    measure_and_record(registry, args.data, args.photos, backend=args.backend, write=args.write)
 
 
 if __name__ == "__main__":
