@@ -82,19 +82,16 @@ def record(folder: Path, context_lr: int, seen: dict[int, int], photos: list[str
 
 def measure_and_record(
     registry: Registry, data: str | Path, photos: list[str], *, backend: str = "auto", write: bool = False
-) -> dict[str, int]:
-    """Each model's smallest overlap within one code on centre crops of `photos`, printed (and stored with
-    `write`): {weights_id: context_lr}."""
+) -> None:
+    """Each model's smallest overlap within one code on centre crops of `photos`, printed (and with `write`
+    stored, plus the margin, as its context)."""
     crops = centre_crops(data, photos)
-    contexts = {}
     for wid, entry in registry.entries.items():
         engine = make_engine(registry.model(wid), key=wid, backend=backend)
         overlap, seen = measure_context(engine, crops)
         print(f"{entry.label} x{entry.config.scale} ({wid}): {overlap} LR px within 1 code; worst by overlap {seen}")
         if write:
             record(entry.folder, overlap + MARGIN_LR, seen, photos)
-        contexts[wid] = overlap + MARGIN_LR
-    return contexts
 
 
 def main() -> None:
