@@ -50,9 +50,10 @@ test-containers: $(STAMP)
 # The long runs, in lanes side by side, one thread each (a lane alone gets both cores). A lane trains its runs
 # one after another, so a core goes on to the next run when one ends; each resumes from
 # runs/long/<run>/checkpoint, which the repository keeps between sessions (docs/training.md), and an ended run
-# returns at once. The pool is made first where it is missing. Lane 2 is empty while the x4 IRN-A goes after
-# its floor: irn-a-x2-second (its floor met by a decay from its snapshot) and irn-jpeg-x4-wide-second wait.
-LONG_LANE_1 = irn-a-x4-fourth
+# returns at once. The pool is made first where it is missing. Lane 1 decays the fourth x4 IRN-A cycle's
+# snapshot at step 14,112 toward its floor (the cycle itself waits at its checkpoint, irn-a-x4-fourth). Lane 2 is
+# empty meanwhile: irn-a-x2-second (its floor met by a decay from its snapshot) and irn-jpeg-x4-wide-second wait.
+LONG_LANE_1 = irn-a-x4-fourth-14k-cooldown
 LONG_LANE_2 =
 LONG_THREADS = $(if $(strip $(LONG_LANE_2)),1,2)
 train-long: $(STAMP)

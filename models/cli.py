@@ -23,7 +23,7 @@ from models.inference.engines import BACKENDS, default_cache_dir
 from models.inference.pipeline import downscale_image, upscale_image
 from models.inference.tiles import DEFAULT_OVERLAP_LR
 from models.networks.rescaler import VARIANTS
-from models.store import publish
+from models.store import publish, retire
 from models.store.registry import Registry, UnknownWeightsError
 from models.training import chain
 from models.training import pool as training_pool
@@ -208,11 +208,27 @@ def _publish(args: argparse.Namespace) -> int:
     )
     folder = (args.into or publish.SHIPPED) / entry["name"]
     print(f"published {entry['name']} in {folder}: {entry['bytes']:,} bytes fp16, weights {entry['weights_id']}")
+    due = [] if args.into else retire.due()
+    if due:
+        print(f"superseded twice over, they can leave the shipped set: rescale retire {' '.join(due)}")
     if args.context_data is None:
         print(f"tile context not measured: tiles carry the default {DEFAULT_OVERLAP_LR} LR px (--context-data)")
     else:  # its tiles then carry what it needs, not the default
         registry = Registry([folder], include_shipped=False)
         context.measure_and_record(registry, args.context_data, args.context_photos, backend="torch", write=True)
+    return 0
+
+
+def _retire(args: argparse.Namespace) -> int:
+    if not args.names:
+        due = retire.due()
+        print(f"due to retire: {', '.join(due)}" if due else "no shipped model is due to retire")
+        return 0
+    for name in args.names:
+        before = retire.folder_bytes()
+        record = retire.retire(name)
+        freed = before - retire.folder_bytes()
+        print(f"retired {name} ({record['weights_id']}) to {record['folder']}: {freed:,} bytes out of the shipped set")
     return 0
 
 
@@ -373,6 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context-photos", nargs="+", default=list(context.DEFAULT_PHOTOS), metavar="NAME")
     p.add_argument("--no-context", dest="context_data", action="store_const", const=None, help="measure no context")
     p.set_defaults(func=_publish)
+
+    p = sub.add_parser(
+        "retire",
+        help="move shipped models superseded twice over to models/retired (out of the image); the files they "
+        "made then name the folder to serve",
+    )
+    p.add_argument("names", nargs="*", metavar="NAME", help="shipped models to retire; none: list those due")
+    p.set_defaults(func=_retire)
 
     p = sub.add_parser("serve", help="run the REST service (settings from RESCALE_* variables)")
     p.add_argument("--host", default=None, help="listen address; default RESCALE_HOST (0.0.0.0)")

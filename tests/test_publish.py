@@ -1,5 +1,7 @@
 import json
+from pathlib import Path
 
+import httpx
 import pytest
 from safetensors import safe_open
 
@@ -7,6 +9,7 @@ from models.store.checkpoint import sha256_file
 from models.store.publish import publish, record_eval
 from models.store.registry import weights_id
 from tests.conftest import SHARED_DATA
+from tests.service_helpers import running_server, settings_for
 
 SHARED_EVAL = SHARED_DATA / "eval"
 
@@ -249,3 +252,150 @@ def test_publish_names_missing_context_photos_before_writing_anything(model_fold
     assert main([*args, "--context-data", str(tmp_path), "--context-photos", "cliff", "rocks"]) == 2
     assert f"--context-photos: no cliff.png, rocks.png in {tmp_path}" in capsys.readouterr().err
     assert not (tmp_path / "weights").exists()
+
+
+@pytest.fixture
+def shipped_store(tmp_path, monkeypatch):
+    """models/weights and models/retired of their own: every module reads them where the shipped ones are."""
+    from models.store import publish as publishing
+    from models.store import registry
+
+    dest, retired = tmp_path / "models" / "weights", tmp_path / "models" / "retired"
+    dest.mkdir(parents=True)
+    monkeypatch.setattr(registry, "SHIPPED", dest)
+    monkeypatch.setattr(registry, "MANIFEST", dest / "manifest.json")
+    monkeypatch.setattr(registry, "RETIRED", retired)
+    monkeypatch.setattr(publishing, "SHIPPED", dest)
+    return dest, retired
+
+
+def perturbed_run(model_folder, tmp_path, name: str, seed: int) -> Path:
+    """Another set of weights for irn x2: a run to publish after the first."""
+    import torch
+
+    from models.store.checkpoint import load_model, save_model
+
+    model = load_model(model_folder("irn", 2))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=generator))
+    return save_model(model, tmp_path / name).parent
+
+
+def test_a_model_superseded_twice_over_retires_and_its_files_name_the_folder_to_serve(
+    model_folder, photo, tmp_path, shipped_store, capsys
+):
+    import numpy as np
+    from PIL import Image
+
+    from models.cli import main
+    from models.store import registry
+    from models.store.retire import retire
+
+    dest, retired = shipped_store
+    src, old_file, before, after = (tmp_path / n for n in ("in.png", "old.png", "before.png", "after.png"))
+    Image.fromarray(photo).save(src)
+    assert main(["publish", str(model_folder("irn", 2)), "--name", "irn-x2", "--no-context"]) == 0
+    first = weights_id(dest / "irn-x2")
+    assert main(["downscale", str(src), str(old_file), "--scale", "2", "--variant", "irn"]) == 0
+    assert main(["upscale", str(old_file), str(before)]) == 0
+    second, third = (perturbed_run(model_folder, tmp_path, f"run-{s}", s) for s in (2, 3))
+    assert main(["publish", str(second), "--name", "irn-x2-v2", "--supersedes", "irn-x2", "--no-context"]) == 0
+    capsys.readouterr()
+
+    # the model that makes new files, and the one it superseded while its successor makes them, stay
+    with pytest.raises(ValueError, match=r"^irn-x2-v2 makes new irn x2 files: publish its successor with "):
+        retire("irn-x2-v2")
+    with pytest.raises(
+        ValueError,
+        match=r"^irn-x2 is superseded by irn-x2-v2, which makes new files: the shipped set keeps the model it "
+        r"replaced for the files made before it; retire irn-x2 once irn-x2-v2 is superseded too$",
+    ):
+        retire("irn-x2")
+    with pytest.raises(ValueError, match=r"^no model irn-x4 in "):
+        retire("irn-x4")
+    assert main(["retire"]) == 0
+    assert capsys.readouterr().out == "no shipped model is due to retire\n"
+
+    assert main(["publish", str(third), "--name", "irn-x2-v3", "--supersedes", "irn-x2-v2", "--no-context"]) == 0
+    assert "they can leave the shipped set: rescale retire irn-x2\n" in capsys.readouterr().out
+    assert main(["retire"]) == 0
+    assert capsys.readouterr().out == "due to retire: irn-x2\n"
+    size = (dest / "irn-x2" / "model.safetensors").stat().st_size
+    assert main(["retire", "irn-x2"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        out.startswith(f"retired irn-x2 ({first}) to models/retired/irn-x2: ")
+        and int(out.split(": ")[1].split(" ")[0].replace(",", "")) > size
+    )
+    assert not (dest / "irn-x2").exists() and weights_id(retired / "irn-x2") == first
+
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert [m["name"] for m in manifest["models"]] == ["irn-x2-v2", "irn-x2-v3"]
+    assert manifest["retired"] == [
+        {
+            "name": "irn-x2",
+            "variant": "irn",
+            "scale": 2,
+            "weights_id": first,
+            "sha256": sha256_file(retired / "irn-x2" / "model.safetensors"),
+            "superseded_by": "irn-x2-v2",
+            "folder": "models/retired/irn-x2",
+        }
+    ]
+    kept = json.loads((retired / "manifest.json").read_text())["models"]
+    assert [m["name"] for m in kept] == ["irn-x2"] and kept[0]["superseded_by"] == "irn-x2-v2"
+    with pytest.raises(ValueError, match=r"^irn-x2 is retired already: its folder is models/retired/irn-x2$"):
+        retire("irn-x2")
+
+    # its files are refused with the folder to serve, by the CLI and by the service
+    assert main(["upscale", str(old_file), str(after)]) == 2
+    message = (
+        f"this file was made by weights {first} (irn-x2, irn x2), retired from the shipped set: serve their folder "
+        "models/retired/irn-x2 with RESCALE_WEIGHTS_DIRS or --weights to read it"
+    )
+    assert capsys.readouterr().err == f"rescale upscale: {message}\n"
+    with running_server(settings_for({}, include_shipped_weights=True, backend="torch")) as base:
+        response = httpx.post(f"{base}/upscale", content=old_file.read_bytes(), headers={"content-type": "image/png"})
+    assert response.status_code == 422
+    assert response.json()["code"] == "unknown_weights" and response.json()["message"] == message
+
+    # served from its folder, it reads them pixel for pixel as before, and still makes no new files
+    assert main(["upscale", str(old_file), str(after), "--weights", str(retired / "irn-x2")]) == 0
+    assert np.array_equal(np.asarray(Image.open(before)), np.asarray(Image.open(after)))
+    loaded = registry.Registry([retired / "irn-x2"])
+    assert loaded.get(first).superseded_by == "irn-x2-v2"
+    assert loaded.find("irn", 2).weights_id == weights_id(dest / "irn-x2-v3")
+    assert registry.Registry([retired / "irn-x2"], include_shipped=False).get(first).superseded_by == "irn-x2-v2"
+
+
+def test_paths_to_a_retired_model_still_find_it(model_folder, tmp_path, shipped_store):
+    """A config's init_from and the stages behind a model name models/weights/NAME: they follow it when it retires."""
+    from models.store.checkpoint import load_model, save_model
+    from models.store.publish import earlier_stages
+    from models.store.registry import resolve_folder
+    from models.store.retire import retire
+
+    dest, retired = shipped_store
+    publish(model_folder("irn", 2), name="irn-x2", dest=dest)
+    for version, before in ((2, "irn-x2"), (3, "irn-x2-v2")):
+        publish(
+            perturbed_run(model_folder, tmp_path, f"run-{version}", version),
+            name=f"irn-x2-v{version}",
+            dest=dest,
+            supersedes=before,
+        )
+    warm = save_model(
+        load_model(dest / "irn-x2"),
+        tmp_path / "warm",
+        extra={"training": {"steps": 5, "seed": 1, "config": {"init_from": str(dest / "irn-x2")}}},
+    ).parent
+    training = json.loads((warm / "config.json").read_text())["training"]
+    stages = earlier_stages(training, root=dest)
+    retire("irn-x2")
+
+    assert resolve_folder(dest / "irn-x2") == retired / "irn-x2"
+    assert resolve_folder(dest / "irn-x2-v3") == dest / "irn-x2-v3"
+    assert resolve_folder(tmp_path / "elsewhere") == tmp_path / "elsewhere"  # not a shipped path: left as given
+    assert earlier_stages(training, root=dest) == stages and stages[0]["run"] == str(dest / "irn-x2")

@@ -14,7 +14,9 @@ from models.evaluation.report import BASE_OF
 from models.inference.pipeline import downscale_image
 from models.store.checkpoint import sha256_file
 from models.store.publish import read_manifest
-from models.store.registry import SHIPPED, Registry
+from models.store.registry import RETIRED, SHIPPED, Registry
+from models.store.retire import RECORD_KEYS, due, folder_bytes
+from tests.conftest import ROOT
 from tests.service_helpers import png_bytes, running_server
 
 MANIFEST = read_manifest()["models"]
@@ -31,7 +33,26 @@ def test_manifest_lists_exactly_the_shipped_folders_and_their_hashes():
     for m in MANIFEST:
         assert sha256_file(SHIPPED / m["name"] / "model.safetensors") == m["sha256"]
         assert m["weights_id"] == m["sha256"][:16]
-    assert sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file()) < MAX_SHIPPED_BYTES
+    assert folder_bytes(SHIPPED) < MAX_SHIPPED_BYTES
+
+
+def test_every_retired_model_keeps_its_folder_its_entry_and_a_record():
+    """What the shipped manifest says of a retired model matches its folder under models/retired and the full
+    entry kept there; its successor is superseded too (or retired), and it is no longer in the shipped set."""
+    records = read_manifest()["retired"]
+    kept = {m["name"]: m for m in read_manifest(RETIRED / "manifest.json")["models"]}
+    assert {r["name"] for r in records} == set(kept) == {p.parent.name for p in RETIRED.glob("*/model.safetensors")}
+    for record in records:
+        folder = ROOT / record["folder"]
+        assert folder == RETIRED / record["name"] and sha256_file(folder / "model.safetensors") == record["sha256"]
+        assert record == {k: kept[record["name"]][k] for k in RECORD_KEYS} | {"folder": record["folder"]}
+        successor = BY_NAME.get(record["superseded_by"], kept.get(record["superseded_by"]))
+        assert "superseded_by" in successor and record["name"] not in BY_NAME
+
+
+def test_per_variant_and_scale_the_shipped_set_keeps_two_models_at_most():
+    """The one that makes new files and the one it superseded: anything older is due to retire."""
+    assert due() == []
 
 
 @pytest.mark.parametrize("entry", MANIFEST, ids=[m["name"] for m in MANIFEST])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from models.store.checkpoint import CONFIG_FILE
 from models.store.publish import read_manifest
+from models.store.registry import MANIFEST, RETIRED, SHIPPED, resolve_folder
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,9 @@ def stages(training: dict) -> list[dict]:
 def hr_pixels_trained(folder: str | Path) -> float:
     """Every stage's HR pixels up to these weights: a shipped model's from the manifest, a run's own steps plus
     those of the weights it started from."""
-    folder = Path(folder)
-    shipped = {m["name"]: m for m in read_manifest()["models"]}
-    if folder.parent.name == "weights" and folder.name in shipped:
+    folder = resolve_folder(folder)
+    shipped = {m["name"]: m for m in read_manifest()["models"] + read_manifest(RETIRED / MANIFEST.name)["models"]}
+    if folder.parent.name in (SHIPPED.name, RETIRED.name) and folder.name in shipped:
         return sum(pixels_seen(stage) for stage in stages(shipped[folder.name]["training"]))
     training = json.loads((folder / CONFIG_FILE).read_text())["training"]
     start = training.get("config", {}).get("init_from")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from models.store.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model, sha256_file
-from models.store.registry import ID_LENGTH, MANIFEST, SHIPPED
+from models.store.registry import ID_LENGTH, MANIFEST, RETIRED, SHIPPED, resolve_folder
 
 LOSS_PLOT = "loss.png"
 
@@ -36,18 +36,23 @@ def earlier_stages(training: dict, manifest: dict | None = None, root: Path = SH
     """The runs a warm-started run stands on, nearest first, each with its own budget (what its folder recorded).
     A shipped model's own earlier stages come from its manifest entry: the run folders it came from are not
     kept, its entry is."""
+    retired = root.parent / RETIRED.name  # a model retired from the shipped set keeps its full entry there
     shipped = {(root / m["name"]).resolve(): m for m in (manifest or read_manifest(root / MANIFEST.name))["models"]}
+    shipped |= {(retired / m["name"]).resolve(): m for m in read_manifest(retired / MANIFEST.name)["models"]}
     stages: list[dict] = []
     folder = training.get("config", {}).get("init_from")
-    while folder and (Path(folder) / CONFIG_FILE).is_file() and len(stages) < 16:
-        source = json.loads((Path(folder) / CONFIG_FILE).read_text())
+    while folder and len(stages) < 16:
+        found = resolve_folder(folder, shipped=root, retired=retired)
+        if not (found / CONFIG_FILE).is_file():
+            break
+        source = json.loads((found / CONFIG_FILE).read_text())
         earlier = source.get("training", {})
         model = source["model"]
         stages.append(
             {"run": str(folder), "variant": model["variant"], "scale": model["scale"]}
             | {k: earlier[k] for k in STAGE_KEYS if k in earlier}
         )
-        entry = shipped.get(Path(folder).resolve())
+        entry = shipped.get(found.resolve())
         if entry is not None:
             return stages + entry["training"].get("earlier_stages", [])
         folder = earlier.get("config", {}).get("init_from")

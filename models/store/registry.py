@@ -3,7 +3,9 @@
 A weights id is the first 16 hex digits of the sha256 of `model.safetensors`; files
 written by `rescale downscale` name it, so upscaling finds the exact weights. Shipped weights
 that newer ones supersede (`superseded_by` in the manifest) stay loadable for the files they
-made, and make no new ones.
+made, and make no new ones; those retired from the shipped set (models/store/retire.py) leave a record in the
+manifest, so that a file they made is refused with the folder to serve, and that folder, given by hand, reads
+old files and makes no new ones.
 """
 
 import json
@@ -18,6 +20,7 @@ from models.store.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, sha25
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 MANIFEST = SHIPPED / "manifest.json"
+RETIRED = SHIPPED.parent / "retired"  # superseded twice over: in the source, not in the image (retire.py)
 ID_LENGTH = 16
 
 
@@ -40,8 +43,17 @@ class UnknownWeightsError(LookupError):
     pass
 
 
-def _manifest_models() -> list[dict]:
-    return json.loads(MANIFEST.read_text())["models"] if MANIFEST.is_file() else []
+def _manifest() -> dict:
+    return json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {"models": []}
+
+
+def resolve_folder(folder: str | Path, *, shipped: Path | None = None, retired: Path | None = None) -> Path:
+    """The folder itself, or, where it named a shipped model that has since retired, where that model is now."""
+    folder, shipped, retired = Path(folder), shipped or SHIPPED, retired or RETIRED
+    if folder.exists() or folder.resolve().parent != shipped.resolve():
+        return folder
+    moved = retired / folder.name
+    return moved if moved.is_dir() else folder
 
 
 def weights_id(folder: str | Path) -> str:
@@ -57,7 +69,10 @@ class Registry:
             candidates += sorted(
                 p.parent for p in SHIPPED.glob(f"*/{WEIGHTS_FILE}") if not p.parent.name.startswith(".")
             )
-        manifest = {m["name"]: m for m in _manifest_models()}
+        shipped_manifest = _manifest()
+        manifest = {m["name"]: m for m in shipped_manifest["models"]}
+        # weights id -> record of a model retired from the shipped set
+        self.retired: dict[str, dict] = {r["weights_id"]: r for r in shipped_manifest.get("retired", [])}
         for folder in candidates:
             if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
                 raise FileNotFoundError(f"{folder} must hold {WEIGHTS_FILE} and {CONFIG_FILE}")
@@ -70,7 +85,8 @@ class Registry:
                 raise ValueError(f"{folder / WEIGHTS_FILE} does not match the sha256 in {MANIFEST}")
             wid = sha[:ID_LENGTH]
             context = saved.get("inference", {}).get("context_lr")
-            self.entries.setdefault(wid, Entry(wid, folder, config, lossy, context, shipped.get("superseded_by")))
+            superseded_by = shipped.get("superseded_by") or self.retired.get(wid, {}).get("superseded_by")
+            self.entries.setdefault(wid, Entry(wid, folder, config, lossy, context, superseded_by))
         self._loaded: dict[tuple[str, str], Rescaler] = {}
 
     def find(self, variant: str, scale: int, *, lossy: bool = False) -> Entry:
@@ -94,6 +110,12 @@ class Registry:
         return self.find(variant, scale)
 
     def get(self, wid: str) -> Entry:
+        if wid not in self.entries and wid in self.retired:
+            r = self.retired[wid]
+            raise UnknownWeightsError(
+                f"this file was made by weights {wid} ({r['name']}, {r['variant']} x{r['scale']}), retired from the "
+                f"shipped set: serve their folder {r['folder']} with RESCALE_WEIGHTS_DIRS or --weights to read it"
+            )
         if wid not in self.entries:
             known = ", ".join(f"{e.config.variant} x{e.config.scale} ({k})" for k, e in self.entries.items()) or "none"
             raise UnknownWeightsError(f"this file was made by weights {wid}, which are not loaded (known: {known})")

@@ -22,6 +22,7 @@ from models.inference.devices import cpu_name, pick_device
 from models.inference.precision import channels_last_pays, native_bf16, resolve_precision
 from models.networks.rescaler import ModelConfig, Rescaler
 from models.store.checkpoint import WEIGHTS_FILE, load_matching, save_model, training_meta
+from models.store.registry import resolve_folder
 from models.training.losses import (
     CodecPretrainingObjective,
     CompressionAwareObjective,
@@ -235,7 +236,7 @@ def run_training(config: TrainConfig) -> Path:
     out = config.out_dir
     model = Rescaler(config.model_config())
     if config.init_from:
-        taken = load_matching(model, load_file(str(Path(config.init_from) / WEIGHTS_FILE)))
+        taken = load_matching(model, load_file(str(resolve_folder(config.init_from) / WEIGHTS_FILE)))
         fresh = sorted(k for k in set(model.state_dict()) - set(taken) if k.startswith(("net.", "restorer.")))
         if config.freeze_network and fresh:
             # a frozen network must be the trained one, every tensor of it, not partly fresh blocks
