@@ -48,6 +48,7 @@ RECIPES = {
     "fast-compiled": Recipe(compile=True),
     "fast-2-threads": Recipe(threads=2),
     "fp32-2-threads": Recipe(precision="fp32", channels_last=False, threads=2),  # where bf16 is not native
+    "fp32-channels-last": Recipe(precision="fp32"),  # NHWC without bf16: does the layout pay on AVX2 alone?
 }
 
 # (variant, scale, blocks per level, batch, patch, restorer layers, objective): the shipped models' recipes

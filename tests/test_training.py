@@ -246,6 +246,54 @@ def test_a_run_stopped_early_and_resumed_equals_a_straight_run(tmp_path, photo):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_each_sitting_of_a_run_records_its_steps_and_what_it_trained_in(tmp_path, photo, monkeypatch):
+    """A run resumed on other hardware says so: its budget lists each start or resumption, with its precision."""
+    from models.inference import precision as precisions
+    from models.training.run import _hardware
+
+    run = tiny_run_args("irn-a", photo, tmp_path, 5)
+    assert main([*run, "--threads", "1", "--stop-at", "2"]) == 0
+    monkeypatch.setattr(precisions, "cpu_info", lambda field: "fpu avx512f avx512_bf16" if field == "flags" else None)
+    assert main([*run, "--threads", "1", "--precision", "bf16"]) == 0
+    assert main([*run, "--threads", "1"]) == 0  # an ended run started again adds nothing
+    training = json.loads((tmp_path / "run" / "config.json").read_text())["training"]
+    sittings = training["sittings"]
+    assert [(s["from_step"], s["to_step"], s["precision"]) for s in sittings] == [(0, 2, "fp32"), (2, 5, "bf16")]
+    assert {s["hardware"] for s in sittings} == {_hardware(torch.device("cpu"))}
+    assert all(s["elapsed_s"] > 0 for s in sittings) and training["precision"] == "fp32, bf16"
+    checkpoint = json.loads((tmp_path / "run" / "checkpoint" / "checkpoint.json").read_text())
+    assert sum(s["elapsed_s"] for s in sittings) == pytest.approx(checkpoint["elapsed_s"], abs=0.05)
+
+
+def test_a_checkpoint_from_before_sittings_counts_its_steps_as_one(tmp_path, photo):
+    run = tiny_run_args("irn-a", photo, tmp_path, 4)
+    assert main([*run, "--threads", "1", "--stop-at", "2"]) == 0
+    # the state as such a checkpoint holds it: inside its tensors' file, and in the JSON beside it
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from models.store.checkpoint import CHECKPOINT_TENSORS, STATE_KEY
+
+    tensors_path = tmp_path / "run" / "checkpoint" / CHECKPOINT_TENSORS
+    with safe_open(str(tensors_path), "pt") as f:
+        state = json.loads(f.metadata()[STATE_KEY])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    del state["sittings"]
+    save_file(tensors, str(tensors_path), metadata={STATE_KEY: json.dumps(state)})
+    (tmp_path / "run" / "checkpoint" / "checkpoint.json").write_text(json.dumps(state))
+    assert main([*run, "--threads", "1"]) == 0
+    first, second = json.loads((tmp_path / "run" / "config.json").read_text())["training"]["sittings"]
+    assert first == {
+        "from_step": 0,
+        "to_step": 2,
+        "elapsed_s": round(state["elapsed_s"], 2),
+        "precision": "fp32",
+        "channels_last": False,
+        "hardware": "not recorded (a checkpoint from before sittings were)",
+    }
+    assert (second["from_step"], second["to_step"]) == (2, 4)
+
+
 def test_trainer_config_names_what_is_wrong():
     with pytest.raises(ValueError, match=r"stop_at must be in 0..steps \(10\), got 11"):
         TrainerConfig(steps=10, stop_at=11)

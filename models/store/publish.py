@@ -29,7 +29,17 @@ def write_manifest(manifest: dict, path: Path = MANIFEST) -> None:
     os.replace(tmp, path)
 
 
-STAGE_KEYS = ("seed", "steps", "batch_size", "patch", "precision", "codec_pretrain_steps", "wall_time_s", "hardware")
+STAGE_KEYS = (
+    "seed",
+    "steps",
+    "batch_size",
+    "patch",
+    "precision",
+    "codec_pretrain_steps",
+    "wall_time_s",
+    "hardware",
+    "sittings",
+)
 
 
 def earlier_stages(training: dict, manifest: dict | None = None, root: Path = SHIPPED) -> list[dict]:

@@ -189,6 +189,12 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
+def trained_in(trainer: Trainer) -> str:
+    """The precisions the run's steps trained in, in the order its sittings used them ("bf16, fp32")."""
+    used = [s["precision"] for s in trainer.sittings if s["to_step"] > s["from_step"]]
+    return ", ".join(dict.fromkeys(used)) or trainer.config.precision
+
+
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -270,6 +276,7 @@ def run_training(config: TrainConfig) -> Path:
             folder=pretrain_folder,
             device=device,
             description=f"{config.variant} x{config.scale} codec pre-training",
+            hardware=_hardware(device),
         )
         pretrain.run()
     if (pretrained := training_meta(pretrain_folder)) is not None:
@@ -286,7 +293,8 @@ def run_training(config: TrainConfig) -> Path:
             "world_size": world,
             "wall_time_s": round(trainer.elapsed_s + pretrain_s, 1),
             "hardware": _hardware(device),
-            "precision": trainer.config.precision,  # what it trained in, bf16 resolved for this device
+            "precision": trained_in(trainer),  # bf16 resolved for each sitting's device
+            "sittings": trainer.sittings,  # each start or resumption: its steps and what it trained in and on
             "torch": torch.__version__,
             "seed": config.seed,
             **({"lossy_codec": dataclasses.asdict(config.lossy_codec_config())} if config.lossy else {}),
@@ -318,6 +326,7 @@ def run_training(config: TrainConfig) -> Path:
         device=device,
         description=f"{config.variant} x{config.scale}",
         on_save=export,
+        hardware=_hardware(device),
     )
     trainer.run()
     if rank == 0:

@@ -94,6 +94,24 @@ def learning_rate(step: int, config: TrainerConfig) -> float:
     return config.lr
 
 
+def earlier_sitting(meta: dict) -> list[dict]:
+    """What a checkpoint written before runs recorded their sittings says of the steps behind it: one sitting,
+    in the precision and layout of the configuration that saved it (the last one, where there were several)."""
+    if not meta["step"]:
+        return []
+    trainer = meta.get("trainer", {})
+    return [
+        {
+            "from_step": 0,
+            "to_step": meta["step"],
+            "elapsed_s": round(meta["elapsed_s"], 2),
+            "precision": trainer.get("precision"),
+            "channels_last": trainer.get("channels_last"),
+            "hardware": "not recorded (a checkpoint from before sittings were)",
+        }
+    ]
+
+
 class Trainer:
     def __init__(
         self,
@@ -106,6 +124,7 @@ class Trainer:
         device: torch.device,
         description: str = "train",
         on_save: Callable[["Trainer"], None] | None = None,
+        hardware: str = "",
     ) -> None:
         self.objective = objective.to(device)
         if config.channels_last:
@@ -126,6 +145,9 @@ class Trainer:
         self.elapsed_s = 0.0
         self.skipped_steps = 0
         self.history: list[dict] = []
+        self.hardware = hardware
+        # each start or resumption of the run: its steps, its time, and what it trained in and on
+        self.sittings: list[dict] = []
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -135,6 +157,7 @@ class Trainer:
             "elapsed_s": self.elapsed_s,
             "skipped_steps": self.skipped_steps,
             "history": self.history,
+            "sittings": self.sittings,
             "trainer": self.config.to_dict(),
             "patches_drawn": getattr(self.batches, "drawn", None),
             "patches_skipped": getattr(self.batches, "skipped", None),
@@ -155,6 +178,7 @@ class Trainer:
         meta, rng = restored
         self.step, self.elapsed_s = meta["step"], meta["elapsed_s"]
         self.skipped_steps, self.history = meta["skipped_steps"], meta["history"]
+        self.sittings = meta.get("sittings") or earlier_sitting(meta)
         torch.set_rng_state(rng["torch"])
         self.batches.load_state(rng["batches"])
         return True
@@ -178,9 +202,22 @@ class Trainer:
             self.optimizer.step()
         return {"loss": loss.item(), **terms, "grad_norm": norm.item(), "lr": lr}, lr, finite
 
+    def _begin_sitting(self) -> dict:
+        sitting = {
+            "from_step": self.step,
+            "to_step": self.step,
+            "elapsed_s": 0.0,
+            "precision": self.config.precision,
+            "channels_last": self.config.channels_last,
+            "hardware": self.hardware,
+        }
+        self.sittings.append(sitting)
+        return sitting
+
     def run(self) -> list[dict]:
         if self.resume() and self.rank == 0:
             print(f"[{self.description}] resumed at step {self.step} from {self.folder}")
+        sitting = self._begin_sitting()
         model: nn.Module = self.objective
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -205,7 +242,9 @@ class Trainer:
                 break
             started = time.monotonic()
             record, _, finite = self._train_step(model)
-            self.elapsed_s += time.monotonic() - started
+            spent = time.monotonic() - started
+            self.elapsed_s += spent
+            sitting["elapsed_s"] = round(sitting["elapsed_s"] + spent, 2)
             if not finite:
                 self.skipped_steps += 1
                 bad_in_a_row += 1
@@ -217,6 +256,7 @@ class Trainer:
                 continue
             bad_in_a_row = 0
             self.step += 1
+            sitting["to_step"] = self.step
             window.append(record)
             bar.update(1)
             if self.step % self.config.log_every == 0 or self.step == self.config.last_step:
@@ -228,5 +268,7 @@ class Trainer:
                 self.save()
                 last_save = time.monotonic()
         bar.close()
+        if sitting["to_step"] == sitting["from_step"]:  # an ended run started again: nothing to record
+            self.sittings.remove(sitting)
         self.save()
         return self.history
