@@ -148,6 +148,8 @@ class Trainer:
         self.hardware = hardware
         # each start or resumption of the run: its steps, its time, and what it trained in and on
         self.sittings: list[dict] = []
+        self._sitting: dict | None = None  # this one's: its steps and seconds are read off the run's at each save
+        self._sitting_began_s = 0.0
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -166,6 +168,8 @@ class Trainer:
     def save(self) -> None:
         if self.rank != 0:
             return
+        if self._sitting is not None:
+            self._sitting.update(to_step=self.step, elapsed_s=round(self.elapsed_s - self._sitting_began_s, 2))
         rng = {"torch": torch.get_rng_state(), "batches": self.batches.state()}
         save_training_state(self.folder, module=self.objective, optimizer=self.optimizer, rng=rng, state=self._state())
         if self.on_save is not None:
@@ -212,6 +216,7 @@ class Trainer:
             "hardware": self.hardware,
         }
         self.sittings.append(sitting)
+        self._sitting, self._sitting_began_s = sitting, self.elapsed_s
         return sitting
 
     def run(self) -> list[dict]:
@@ -242,9 +247,7 @@ class Trainer:
                 break
             started = time.monotonic()
             record, _, finite = self._train_step(model)
-            spent = time.monotonic() - started
-            self.elapsed_s += spent
-            sitting["elapsed_s"] = round(sitting["elapsed_s"] + spent, 2)
+            self.elapsed_s += time.monotonic() - started
             if not finite:
                 self.skipped_steps += 1
                 bad_in_a_row += 1
@@ -256,7 +259,6 @@ class Trainer:
                 continue
             bad_in_a_row = 0
             self.step += 1
-            sitting["to_step"] = self.step
             window.append(record)
             bar.update(1)
             if self.step % self.config.log_every == 0 or self.step == self.config.last_step:
@@ -268,7 +270,8 @@ class Trainer:
                 self.save()
                 last_save = time.monotonic()
         bar.close()
-        if sitting["to_step"] == sitting["from_step"]:  # an ended run started again: nothing to record
+        if self.step == sitting["from_step"]:  # an ended run started again: nothing to record
             self.sittings.remove(sitting)
+            self._sitting = None
         self.save()
         return self.history
